@@ -1,0 +1,106 @@
+"""LightningDataModule: manifests -> validated utterances -> duration-bucketed batches."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from lit_asr.data.augment import SpecAugment, WaveAugmentor
+from lit_asr.data.dataset import AsrDataset, collate
+from lit_asr.data.features import FeatureExtractor, Normalizer, load_mean_std
+from lit_asr.data.manifest import ManifestEntry, read_manifest
+from lit_asr.data.sampler import DurationBatchSampler
+from lit_asr.data.vocabulary import Vocabulary
+
+log = logging.getLogger(__name__)
+
+
+def ctc_feasible(tokens: list[int], output_frames: int) -> bool:
+    """CTC needs one frame per token plus a blank between each pair of equal neighbours."""
+    repeats = sum(1 for a, b in zip(tokens, tokens[1:]) if a == b)
+    return len(tokens) + repeats <= output_frames
+
+
+class AsrDataModule(pl.LightningDataModule):
+    """Reads train/test manifests, filters them, and serves padded batches (augmented for training only)."""
+
+    def __init__(
+        self,
+        train_manifest: str,
+        test_manifest: str,
+        vocabulary: Vocabulary,
+        featurizer: FeatureExtractor,
+        mean_std_path: str,
+        min_duration: float = 0.5,
+        max_duration: float = 20.0,
+        batch_size: int = 32,
+        max_batch_duration: float | None = None,
+        num_workers: int = 2,
+        wave_augment: WaveAugmentor | None = None,
+        spec_augment: SpecAugment | None = None,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.train_manifest, self.test_manifest = train_manifest, test_manifest
+        self.vocabulary = vocabulary
+        self.featurizer = featurizer
+        mean, std = load_mean_std(mean_std_path, featurizer.config)
+        self.normalizer = Normalizer(torch.from_numpy(mean), torch.from_numpy(std))
+        self.min_duration, self.max_duration = min_duration, max_duration
+        self.batch_size, self.max_batch_duration = batch_size, max_batch_duration
+        self.num_workers = num_workers
+        self.wave_augment, self.spec_augment = wave_augment, spec_augment
+        self.seed = seed
+        # Set by the training task from the model, so CTC-infeasible utterances can be dropped up front.
+        self.output_frames: Callable[[int], int] | None = None
+        self.train_set: AsrDataset | None = None
+        self.test_set: AsrDataset | None = None
+
+    def _load(self, path: str, split: str) -> list[ManifestEntry]:
+        entries, _ = read_manifest(path, self.min_duration, self.max_duration)
+        unknown = sum(self.vocabulary.count_unknown(e.text) > 0 for e in entries)
+        if unknown:
+            log.warning("%s: %d utterances have characters outside the vocabulary (mapped to <unk>)",
+                        split, unknown)
+        if self.output_frames is not None:
+            sr = self.featurizer.sample_rate
+            kept = [e for e in entries if ctc_feasible(
+                self.vocabulary.encode(e.text), self.output_frames(self.featurizer.num_frames(int(e.duration * sr))))]
+            if len(kept) < len(entries):
+                log.warning("%s: skipped %d utterances too short for their transcript (CTC needs at least one "
+                            "output frame per character)", split, len(entries) - len(kept))
+            entries = kept
+        return entries
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.train_set is None:
+            self.train_set = AsrDataset(self._load(self.train_manifest, "train"), self.vocabulary, self.featurizer,
+                                        self.normalizer, self.wave_augment, self.spec_augment)
+        if self.test_set is None:
+            self.test_set = AsrDataset(self._load(self.test_manifest, "test"), self.vocabulary, self.featurizer,
+                                       self.normalizer)
+
+    def _ranks(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+    def _loader(self, dataset: AsrDataset, shuffle: bool) -> DataLoader:
+        world, rank = self._ranks()
+        sampler = DurationBatchSampler(
+            [e.duration for e in dataset.entries], self.batch_size, self.max_batch_duration, shuffle=shuffle,
+            seed=self.seed, num_replicas=world, rank=rank, pad_to_replicas=shuffle)
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)

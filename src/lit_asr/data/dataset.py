@@ -1,0 +1,74 @@
+"""Utterances from a manifest as (normalised features, token ids), and the padding collate function."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from lit_asr.data.audio import load_audio
+from lit_asr.data.features import FeatureExtractor, Normalizer
+from lit_asr.data.manifest import ManifestEntry
+from lit_asr.data.vocabulary import Vocabulary
+from lit_asr.errors import LitAsrError
+
+log = logging.getLogger(__name__)
+
+
+class AsrDataset(Dataset):
+    """Loads audio, perturbs the waveform, extracts and normalises features, perturbs the spectrogram."""
+
+    def __init__(
+        self,
+        entries: Sequence[ManifestEntry],
+        vocabulary: Vocabulary,
+        featurizer: FeatureExtractor,
+        normalizer: Normalizer,
+        wave_augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+        spec_augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
+        self.entries = list(entries)
+        self.vocabulary = vocabulary
+        self.featurizer = featurizer
+        self.normalizer = normalizer
+        self.wave_augment = wave_augment
+        self.spec_augment = spec_augment
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> dict | None:
+        entry = self.entries[index]
+        try:
+            wave = load_audio(entry.audio_filepath, self.featurizer.sample_rate)
+        except LitAsrError as exc:
+            # One unreadable file must not end the epoch: report it and let collate drop it.
+            log.warning("skipping utterance: %s", exc)
+            return None
+        if self.wave_augment is not None:
+            wave = self.wave_augment(wave, self.featurizer.sample_rate)
+        feats = self.normalizer(self.featurizer(wave))
+        if self.spec_augment is not None:
+            feats = self.spec_augment(feats)
+        tokens = torch.tensor(self.vocabulary.encode(entry.text), dtype=torch.long)
+        return {"feats": feats, "tokens": tokens, "text": entry.text, "audio": entry.audio_filepath}
+
+
+def collate(items: list[dict | None]) -> dict:
+    """Pad features to (B, T, F) and tokens to (B, L) with their lengths; drops items that failed to load."""
+    items = [it for it in items if it is not None]
+    if not items:
+        return {"feats": torch.zeros(0, 1, 1), "feat_lengths": torch.zeros(0, dtype=torch.long),
+                "tokens": torch.zeros(0, 1, dtype=torch.long), "token_lengths": torch.zeros(0, dtype=torch.long),
+                "texts": [], "audio": []}
+    feat_lengths = torch.tensor([it["feats"].shape[0] for it in items])
+    token_lengths = torch.tensor([it["tokens"].numel() for it in items])
+    feats = torch.zeros(len(items), int(feat_lengths.max()), items[0]["feats"].shape[1])
+    tokens = torch.zeros(len(items), max(1, int(token_lengths.max())), dtype=torch.long)
+    for i, it in enumerate(items):
+        feats[i, : feat_lengths[i]] = it["feats"]
+        tokens[i, : token_lengths[i]] = it["tokens"]
+    return {"feats": feats, "feat_lengths": feat_lengths, "tokens": tokens, "token_lengths": token_lengths,
+            "texts": [it["text"] for it in items], "audio": [it["audio"] for it in items]}

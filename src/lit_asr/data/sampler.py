@@ -1,0 +1,70 @@
+"""Batches of similar duration, bounded by count and by total padded audio, sharded across ranks."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch.utils.data import Sampler
+
+
+class DurationBatchSampler(Sampler[list[int]]):
+    """Sort by duration (with jitter when shuffling), cut into batches, shuffle the batch order.
+
+    A batch holds at most ``batch_size`` utterances and at most ``max_batch_duration`` seconds of padded audio
+    (longest utterance x count), so one long utterance cannot blow up memory. With several ranks every rank
+    gets the same number of batches (the list is padded by repeating batches), as DDP requires.
+    """
+
+    def __init__(self, durations: Sequence[float], batch_size: int, max_batch_duration: float | None = None,
+                 shuffle: bool = True, seed: int = 0, num_replicas: int = 1, rank: int = 0,
+                 pad_to_replicas: bool = True):
+        super().__init__()
+        self.durations = list(durations)
+        self.batch_size = batch_size
+        self.max_batch_duration = max_batch_duration or float("inf")
+        self.shuffle, self.seed = shuffle, seed
+        self.num_replicas, self.rank = num_replicas, rank
+        self.pad_to_replicas = pad_to_replicas
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Lightning calls this each epoch so every epoch batches differently."""
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        keys = torch.tensor(self.durations, dtype=torch.float64)
+        if self.shuffle:
+            # Jitter of +-5% mixes utterances of nearly equal length between epochs at little padding cost.
+            keys = keys * (1 + 0.1 * (torch.rand(len(keys), generator=g, dtype=torch.float64) - 0.5))
+        order = torch.argsort(keys).tolist()
+        batches, current, longest = [], [], 0.0
+        for idx in order:
+            dur = self.durations[idx]
+            if current and (len(current) >= self.batch_size
+                            or max(longest, dur) * (len(current) + 1) > self.max_batch_duration):
+                batches.append(current)
+                current, longest = [], 0.0
+            current.append(idx)
+            longest = max(longest, dur)
+        if current:
+            batches.append(current)
+        if self.shuffle:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+        return batches
+
+    def _shard(self, batches: list[list[int]]) -> list[list[int]]:
+        if self.num_replicas == 1:
+            return batches
+        if self.pad_to_replicas:
+            total = math.ceil(len(batches) / self.num_replicas) * self.num_replicas
+            batches = batches + batches[: total - len(batches)]
+        return batches[self.rank::self.num_replicas]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._shard(self._batches()))
+
+    def __len__(self) -> int:
+        return len(self._shard(self._batches()))
