@@ -1,0 +1,129 @@
+#!/usr/bin/env python
+"""Build the dataset folder (manifests, vocabulary, mean/std) from the demo corpus, AISHELL-1 or list files.
+
+    python scripts/prepare_data.py demo                       # synthesised Mandarin, no download
+    python scripts/prepare_data.py aishell --root /data/aishell
+    python scripts/prepare_data.py list --train-list train.tsv --test-list test.tsv
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from lit_asr.errors import LitAsrError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _common_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("dataset folder")
+    g.add_argument("--out", default="dataset", help="output folder (default: %(default)s)")
+    g.add_argument("--features", default="conf/features/fbank.yaml",
+                   help="feature config the mean/std is computed for (default: %(default)s)")
+    g.add_argument("--num-samples", type=int, default=2000, help="train utterances sampled for mean/std")
+    g.add_argument("--min-count", type=int, default=1, help="keep characters seen at least this often in train")
+    g.add_argument("--min-duration", type=float, default=0.5, help="seconds (default: %(default)s)")
+    g.add_argument("--max-duration", type=float, default=20.0, help="seconds (default: %(default)s)")
+    g.add_argument("--resample", action=argparse.BooleanOptionalAction, default=True,
+                   help="accept other sample rates (training resamples on load); --no-resample rejects them")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--jobs", type=int, default=os.cpu_count(), help="parallel processes (default: all cores)")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command line of the three sources."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="source", required=True)
+    common = _common_options()
+
+    demo = sub.add_parser("demo", parents=[common], help="synthesise a Mandarin corpus with espeak-ng")
+    demo.add_argument("--corpus-dir", default="demo_data", help="where wavs and train/test.tsv go")
+    demo.add_argument("--num-train", type=int, default=8000)
+    demo.add_argument("--num-test", type=int, default=400)
+    demo.add_argument("--min-chars", type=int, default=4)
+    demo.add_argument("--max-chars", type=int, default=16)
+    demo.add_argument("--charset-size", type=int, default=1000, help="use only the N most frequent characters")
+
+    aishell = sub.add_parser("aishell", parents=[common], help="AISHELL-1 (data_aishell/wav + transcript)")
+    aishell.add_argument("--root", required=True, help="folder holding data_aishell/")
+    aishell.add_argument("--dev-as", choices=["train", "test", "skip"], default="skip")
+
+    lst = sub.add_parser("list", parents=[common], help="audio<TAB>transcript list files")
+    lst.add_argument("--train-list", required=True)
+    lst.add_argument("--test-list", help="a separate test list, or use --test-fraction")
+    lst.add_argument("--test-fraction", type=float, help="split --train-list into train and test")
+    args = parser.parse_args(argv)
+    if args.source == "list" and (args.test_list is None) == (args.test_fraction is None):
+        parser.error("list needs exactly one of --test-list and --test-fraction")
+    return args
+
+
+def load_extractor(path: str):
+    """Instantiate the feature extractor from a Hydra feature config (relative paths also tried from the repo)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    config = Path(path)
+    if not config.is_file() and not config.is_absolute() and (REPO / config).is_file():
+        config = REPO / config
+    if not config.is_file():
+        raise LitAsrError(f"feature config not found: {path}")
+    return instantiate(OmegaConf.load(config))
+
+
+def run(args: argparse.Namespace) -> None:
+    """Gather candidates from the chosen source and write the dataset folder."""
+    from lit_asr.data import prepare
+
+    extractor = load_extractor(args.features)
+    pre_skipped: list = []
+    if args.source == "demo":
+        from lit_asr.data import demo_corpus
+
+        train_texts, test_texts = demo_corpus.select_sentences(
+            demo_corpus.read_clauses(), args.num_train, args.num_test, min_chars=args.min_chars,
+            max_chars=args.max_chars, charset_size=args.charset_size, seed=args.seed)
+        train_list, test_list = demo_corpus.build_demo_corpus(
+            args.corpus_dir, train_texts, test_texts, seed=args.seed, jobs=args.jobs)
+        args.train_list, args.test_list, args.test_fraction = train_list, test_list, None
+    if args.source == "aishell":
+        candidates, pre_skipped = prepare.aishell_candidates(args.root, args.dev_as)
+    else:
+        train, bad = prepare.read_list(args.train_list, "train")
+        pre_skipped += bad
+        if args.test_fraction is not None:
+            train, test = prepare.split_by_text(train, args.test_fraction, args.seed)
+        else:
+            test, bad = prepare.read_list(args.test_list, "test")
+            pre_skipped += bad
+        candidates = {"train": train, "test": test}
+    policy = prepare.Policy(sample_rate=extractor.sample_rate, min_duration=args.min_duration,
+                            max_duration=args.max_duration, resample=args.resample)
+    prepare.prepare_dataset(candidates, args.out, extractor, policy=policy, pre_skipped=pre_skipped,
+                            num_samples=args.num_samples, min_count=args.min_count, seed=args.seed, jobs=args.jobs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors are one line on stderr and exit status 2."""
+    args = parse_args(argv)
+    start = time.perf_counter()
+    try:
+        run(args)
+    except LitAsrError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    print(f"done in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

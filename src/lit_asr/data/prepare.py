@@ -1,0 +1,296 @@
+"""Turn lists of (audio, transcript) into a checked dataset folder: manifests, vocabulary, mean/std, skip list."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lit_asr.data.audio import audio_info, load_audio
+from lit_asr.data.features import FeatureExtractor, compute_mean_std, save_mean_std
+from lit_asr.data.manifest import ManifestEntry, write_manifest
+from lit_asr.data.text import normalize_text
+from lit_asr.data.vocabulary import Vocabulary
+from lit_asr.errors import LitAsrError
+
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An utterance before checking: where its audio is and its raw transcript."""
+
+    audio: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An utterance left out, with a reason from a fixed set (counted) and a detail (for the reader)."""
+
+    path: str
+    reason: str
+    split: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What the checks accept."""
+
+    sample_rate: int = 16000
+    min_duration: float = 0.5
+    max_duration: float = 20.0
+    resample: bool = True
+
+
+@dataclass
+class Checked:
+    """Result of checking both splits."""
+
+    entries: dict[str, list[ManifestEntry]] = field(default_factory=lambda: {s: [] for s in SPLITS})
+    skipped: list[Skipped] = field(default_factory=list)
+    notes: Counter = field(default_factory=Counter)
+
+
+def read_list(path: str | Path, split: str) -> tuple[list[Candidate], list[Skipped]]:
+    """Read ``audio<TAB>transcript`` lines; relative audio paths are taken from the list's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise LitAsrError(f"list file not found: {path}")
+    items, bad = [], []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        audio, sep, text = line.partition("\t")
+        if not sep or not audio.strip():
+            bad.append(Skipped(f"{path}:{lineno}", "malformed line", split, "expected audio<TAB>transcript"))
+            continue
+        audio_path = Path(audio.strip())
+        if not audio_path.is_absolute():
+            audio_path = path.parent / audio_path
+        items.append(Candidate(str(audio_path.resolve()), text))
+    return items, bad
+
+
+def split_by_text(items: Sequence[Candidate], test_fraction: float, seed: int) -> tuple[list, list]:
+    """Random train/test split that keeps every utterance of one transcript on the same side."""
+    if not 0.0 < test_fraction < 1.0:
+        raise LitAsrError(f"--test-fraction must be between 0 and 1, not {test_fraction}")
+    groups: dict[str, list[Candidate]] = defaultdict(list)
+    for item in items:
+        groups[normalize_text(item.text)].append(item)
+    keys = sorted(groups)
+    random.Random(seed).shuffle(keys)
+    train, test = [], []
+    for key in keys:
+        (test if len(test) < test_fraction * len(items) else train).extend(groups[key])
+    return train, test
+
+
+def aishell_candidates(root: str | Path, dev_as: str = "skip") -> tuple[dict[str, list[Candidate]], list[Skipped]]:
+    """Candidates of an AISHELL-1 tree; ``dev_as`` puts the dev set into ``train``, ``test`` or nowhere."""
+    root = Path(root)
+    base = root / "data_aishell" if (root / "data_aishell").is_dir() else root
+    transcript = base / "transcript" / "aishell_transcript_v0.8.txt"
+    if not transcript.is_file():
+        raise LitAsrError(f"AISHELL transcript not found: {transcript}")
+    texts = {}
+    for line in transcript.read_text(encoding="utf-8", errors="replace").splitlines():
+        utt, _, text = line.strip().partition(" ")
+        if utt:
+            texts[utt] = text
+    sources = {"train": ["train"], "test": ["test"]}
+    if dev_as in sources:
+        sources[dev_as].append("dev")
+    elif dev_as != "skip":
+        raise LitAsrError(f"--dev-as must be train, test or skip, not {dev_as!r}")
+    found: dict[str, list[Candidate]] = {s: [] for s in SPLITS}
+    skipped = []
+    for split, folders in sources.items():
+        for folder in folders:
+            wavs = sorted((base / "wav" / folder).glob("*/*.wav"))
+            if not wavs and folder != "dev":
+                raise LitAsrError(f"no wavs under {base / 'wav' / folder}/<speaker>/")
+            for wav in wavs:
+                if wav.stem in texts:
+                    found[split].append(Candidate(str(wav.resolve()), texts[wav.stem]))
+                else:
+                    why = f"{wav.stem} not in {transcript.name}"
+                    skipped.append(Skipped(str(wav.resolve()), "no transcript", split, why))
+    return found, skipped
+
+
+def _probe(path: str) -> tuple[int, int, int] | str:
+    """(frames, sample_rate, channels), or why the file cannot be used."""
+    if not os.path.isfile(path):
+        return "missing file"
+    try:
+        return audio_info(path)
+    except LitAsrError as exc:
+        return str(exc).rsplit(": ", 1)[-1]  # libsndfile's own words, without the path again
+
+
+def _probe_all(paths: list[str], jobs: int) -> dict[str, tuple[int, int, int] | str]:
+    bar = dict(total=len(paths), desc="checking audio", unit="file", mininterval=1.0)
+    if jobs <= 1 or len(paths) < 256:  # a pool costs more than it saves on small lists
+        return dict(zip(paths, list(tqdm(map(_probe, paths), **bar))))
+    with Pool(jobs) as pool:
+        return dict(zip(paths, list(tqdm(pool.imap(_probe, paths, chunksize=64), **bar))))
+
+
+def _verdict(cand: Candidate, text: str, info: tuple[int, int, int] | str, policy: Policy) -> tuple[str, str] | None:
+    """(reason, detail) why an utterance is unusable, or None."""
+    if not text:
+        return "empty transcript", f"{cand.text!r} after normalisation"
+    if info == "missing file":
+        return "missing file", ""
+    if isinstance(info, str):
+        return "unreadable audio", info
+    frames, rate, _ = info
+    if frames == 0:
+        return "empty audio", "0 samples"
+    if rate != policy.sample_rate and not policy.resample:
+        return "wrong sample rate", f"{rate} Hz, expected {policy.sample_rate} Hz (--no-resample)"
+    if frames / rate < policy.min_duration:
+        return "too short", f"{frames / rate:.2f} s < {policy.min_duration} s"
+    if frames / rate > policy.max_duration:
+        return "too long", f"{frames / rate:.2f} s > {policy.max_duration} s"
+    return None
+
+
+def check_candidates(candidates: dict[str, Sequence[Candidate]], policy: Policy, jobs: int = 1) -> Checked:
+    """Keep the usable utterances of each split; an audio/transcript pair kept in train is not repeated in test."""
+    paths = sorted({c.audio for split in SPLITS for c in candidates.get(split, ())})
+    probed = _probe_all(paths, jobs)
+    result = Checked()
+    seen: dict[tuple[str, str], str] = {}  # (audio, text) -> split it was kept in
+    for split in SPLITS:
+        for cand in candidates.get(split, ()):
+            text = normalize_text(cand.text)
+            info = probed[cand.audio]
+            verdict = _verdict(cand, text, info, policy)
+            if verdict is None and (cand.audio, text) in seen:
+                verdict = "duplicate", f"same audio and transcript already in {seen[cand.audio, text]}"
+            if verdict is not None:
+                result.skipped.append(Skipped(cand.audio, verdict[0], split, verdict[1]))
+                continue
+            frames, rate, channels = info
+            seen[cand.audio, text] = split
+            result.entries[split].append(ManifestEntry(cand.audio, frames / rate, text))
+            if channels > 1:
+                result.notes["multi-channel, mixed down on load"] += 1
+            if rate != policy.sample_rate:
+                result.notes[f"at {rate} Hz, resampled to {policy.sample_rate} Hz on load"] += 1
+    return result
+
+
+_extractor: FeatureExtractor | None = None  # per worker process
+
+
+def _init_feature_worker(extractor: FeatureExtractor) -> None:
+    global _extractor
+    _extractor = extractor
+    torch.set_num_threads(1)  # small FFTs: one thread per process is several times faster than sharing cores
+
+
+def _features(path: str) -> torch.Tensor:
+    return _extractor(load_audio(path, _extractor.sample_rate))
+
+
+def feature_statistics(entries: Sequence[ManifestEntry], extractor: FeatureExtractor, num_samples: int,
+                       seed: int, jobs: int = 1) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Mean/std of features over a random sample of ``entries``: (mean, std, frames, utterances used)."""
+    sample = random.Random(seed).sample([e.audio_filepath for e in entries], min(num_samples, len(entries)))
+    bar = dict(total=len(sample), desc="mean/std", unit="utt", mininterval=1.0)
+    with Pool(max(1, jobs), initializer=_init_feature_worker, initargs=(extractor,)) as pool:
+        mean, std, frames = compute_mean_std(tqdm(pool.imap(_features, sample, chunksize=16), **bar))
+    return mean, std, frames, len(sample)
+
+
+def _write_skipped(path: Path, skipped: Sequence[Skipped]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("path\treason\tsplit\tdetail\n")
+        for s in skipped:
+            f.write(f"{s.path}\t{s.reason}\t{s.split}\t{s.detail}\n")
+
+
+def _summary_table(skipped: Sequence[Skipped], notes: Counter, kept: dict[str, int]) -> str:
+    counts = Counter((s.reason, s.split) for s in skipped)
+    reasons = sorted({r for r, _ in counts}, key=lambda r: -sum(counts[r, s] for s in SPLITS))
+    width = max([len(r) for r in reasons] + [len("kept")])
+    rows = [f"  {'':<{width}}  {'train':>7}  {'test':>7}"]
+    rows += [f"  {r:<{width}}  {counts[r, 'train']:>7}  {counts[r, 'test']:>7}" for r in reasons]
+    rows.append(f"  {'kept':<{width}}  {kept['train']:>7}  {kept['test']:>7}")
+    rows += [f"  note: {n} kept utterance(s) {what}" for what, n in notes.most_common()]
+    return "\n".join(rows)
+
+
+@dataclass
+class Summary:
+    """What :func:`prepare_dataset` wrote."""
+
+    out_dir: Path
+    counts: dict[str, int]
+    hours: dict[str, float]
+    skipped: Counter
+    notes: Counter
+    vocabulary_size: int
+
+
+def prepare_dataset(
+    candidates: dict[str, Sequence[Candidate]],
+    out_dir: str | Path,
+    extractor: FeatureExtractor,
+    *,
+    policy: Policy | None = None,
+    pre_skipped: Sequence[Skipped] = (),
+    num_samples: int = 2000,
+    min_count: int = 1,
+    seed: int = 0,
+    jobs: int | None = None,
+) -> Summary:
+    """Check candidates and write manifests, ``vocabulary.txt``, ``mean_std.npz`` and ``skipped.tsv``."""
+    policy = policy or Policy(sample_rate=extractor.sample_rate)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = jobs or os.cpu_count() or 1
+    checked = check_candidates(candidates, policy, jobs)
+    skipped = list(pre_skipped) + checked.skipped
+    _write_skipped(out_dir / "skipped.tsv", skipped)
+    kept = {s: len(checked.entries[s]) for s in SPLITS}
+    print(f"checked {sum(len(c) for c in candidates.values()) + len(pre_skipped)} utterances; "
+          f"other sample rates {'accepted, resampled on load' if policy.resample else 'rejected (--no-resample)'}; "
+          f"duration {policy.min_duration}..{policy.max_duration} s")
+    print(_summary_table(skipped, checked.notes, kept))
+    for split in SPLITS:
+        if not kept[split]:
+            n = sum(1 for s in skipped if s.split == split)
+            raise LitAsrError(f"no usable {split} utterances ({n} skipped, reasons in {out_dir / 'skipped.tsv'})")
+
+    train, test = checked.entries["train"], checked.entries["test"]
+    write_manifest(out_dir / "manifest.train", train)
+    write_manifest(out_dir / "manifest.test", test)
+    vocab = Vocabulary.build((e.text for e in train), min_count=min_count)
+    vocab.save(out_dir / "vocabulary.txt")
+    mean, std, frames, used = feature_statistics(train, extractor, num_samples, seed, jobs)
+    save_mean_std(out_dir / "mean_std.npz", mean, std, extractor.config, frames)
+
+    hours = {s: sum(e.duration for e in checked.entries[s]) / 3600 for s in SPLITS}
+    oov = sum(1 for e in test if vocab.count_unknown(e.text))
+    print(f"wrote {out_dir}/")
+    for split in SPLITS:
+        print(f"  manifest.{split:<6} {kept[split]:>7} utterances, {hours[split]:.2f} h")
+    print(f"  vocabulary.txt  {len(vocab):>7} tokens (min_count={min_count}); "
+          f"{oov} test utterance(s) hold characters outside it")
+    print(f"  mean_std.npz    {extractor.method} {extractor.dim}-dim, from {used} train utterances ({frames} frames)")
+    print(f"  skipped.tsv     {len(skipped):>7} entries")
+    return Summary(out_dir, kept, hours, Counter(s.reason for s in skipped), checked.notes, len(vocab))
