@@ -104,6 +104,23 @@ def test_english_word_lm(lms):
     assert decoder(ENGLISH, lms["english"], alpha=0.0).decode_batch([x]) == ["hallo world"]
 
 
+def test_mixed_mandarin_english_keeps_english_words_whole(tmp_path):
+    texts = ["我用iphone pro拍照", "我用手机拍照", "iphone pro很好", "今天天气很好"]
+    vocab = Vocabulary.build(texts)
+    lm = tmp_path / "mixed.arpa"
+    build_arpa([tokenize_for_lm(t) for t in texts], 3, lm)
+    target = "我用iphone pro拍照"
+    rng = np.random.default_rng(0)
+    probs = np.full((2 * len(target), len(vocab)), 1e-3)
+    for t, token in enumerate(vocab.encode(target)):
+        probs[2 * t, [token, 0, rng.integers(2, len(vocab))]] += [0.6, 0.2, 0.2]  # a rival at every character
+        probs[2 * t + 1, [0, token]] += [0.9, 0.1]
+    x = np.log(probs / probs.sum(axis=1, keepdims=True))
+    assert decoder(vocab).character_mode
+    assert decoder(vocab, beam_size=50).decode_batch([x]) == [target]
+    assert decoder(vocab, str(lm), beam_size=50).decode_batch([x]) == [target]
+
+
 def test_parallel_decoding_matches_sequential(lms):
     rng = np.random.default_rng(1)
     batch = [np.log(rng.dirichlet(np.full(len(MANDARIN), 0.3), size=n)) for n in (5, 40, 17, 0, 33, 8)]
