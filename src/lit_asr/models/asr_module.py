@@ -1,0 +1,134 @@
+"""LightningModule: DeepSpeech2 + CTC loss, optimiser and schedule from config, greedy CER on the test set."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from torchmetrics import MeanMetric
+from torchmetrics.text import CharErrorRate
+
+from lit_asr.data.features import FeatureExtractor, Normalizer
+from lit_asr.data.vocabulary import Vocabulary
+from lit_asr.decoding.greedy import greedy_decode
+
+log = logging.getLogger(__name__)
+
+
+class AsrModule(pl.LightningModule):
+    """Holds everything inference needs (vocabulary, feature settings, normalisation, model config).
+
+    All constructor arguments are plain data so a checkpoint rebuilds the module with no files beside it.
+    """
+
+    def __init__(
+        self,
+        model: dict,
+        vocabulary: list[str],
+        feature_config: dict,
+        mean: list[float],
+        std: list[float],
+        optimizer: dict,
+        scheduler: dict | None = None,
+        num_val_examples: int = 5,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.vocabulary = Vocabulary(vocabulary)
+        self.featurizer = FeatureExtractor(**feature_config)
+        self.normalizer = Normalizer(torch.tensor(mean), torch.tensor(std))
+        self.net = hydra.utils.instantiate(model, input_dim=self.featurizer.dim, vocab_size=len(self.vocabulary))
+        self.ctc = torch.nn.CTCLoss(blank=Vocabulary.blank_id, zero_infinity=True)
+        self.val_loss = MeanMetric()
+        self.val_cer = CharErrorRate()
+        self.val_examples: list[tuple[str, str]] = []
+        self.skipped_steps = 0
+
+    def output_frames(self, input_frames: int) -> int:
+        """Model output frames for ``input_frames`` feature frames (used to drop CTC-infeasible utterances)."""
+        return int(self.net.output_lengths(torch.tensor([input_frames]))[0])
+
+    def forward(self, feats: torch.Tensor, feat_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net(feats, feat_lengths)
+
+    def compute_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mean CTC loss, log-probs, output lengths) of a padded batch."""
+        log_probs, out_lengths = self(batch["feats"], batch["feat_lengths"])
+        # CTC in float32: under mixed precision the log-sum-exp over long paths loses too much.
+        loss = self.ctc(log_probs.float().transpose(0, 1), batch["tokens"], out_lengths, batch["token_lengths"])
+        return loss, log_probs, out_lengths
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        if batch["feats"].shape[0] == 0:
+            return None
+        loss, _, _ = self.compute_loss(batch)
+        n = batch["feats"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=n)
+        return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # A non-finite gradient would poison the weights for good: drop it so the optimiser skips this step.
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if grads and not torch.isfinite(torch.stack([g.abs().sum() for g in grads]).sum()):
+            for p in self.parameters():
+                p.grad = None
+            self.skipped_steps += 1
+            log.warning("non-finite gradient at step %d: update skipped (%d so far)",
+                        self.global_step, self.skipped_steps)
+        self.log("train/skipped_steps", float(self.skipped_steps), batch_size=1)
+
+    def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        """Greedy transcripts of a padded batch."""
+        return [self.vocabulary.decode(ids) for ids in greedy_decode(log_probs, lengths)]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        if batch["feats"].shape[0] == 0:
+            return
+        loss, log_probs, out_lengths = self.compute_loss(batch)
+        hyps = self.decode(log_probs, out_lengths)
+        self.val_loss.update(loss, weight=batch["feats"].shape[0])
+        self.val_cer.update(hyps, batch["texts"])
+        if len(self.val_examples) < self.hparams.num_val_examples:
+            self.val_examples.extend(zip(batch["texts"], hyps))
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_examples = []
+
+    def on_validation_epoch_end(self) -> None:
+        self.log("val/loss", self.val_loss.compute(), sync_dist=False)
+        self.log("val/cer", self.val_cer.compute(), prog_bar=True)
+        self.val_loss.reset()
+        self.val_cer.reset()
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self.validation_step(batch, batch_idx)
+
+    def on_test_epoch_start(self) -> None:
+        self.on_validation_epoch_start()
+
+    def on_test_epoch_end(self) -> None:
+        self.on_validation_epoch_end()
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = hydra.utils.instantiate(self.hparams.optimizer, params=self.parameters())
+        if not self.hparams.scheduler:
+            return {"optimizer": optimizer}
+        extra = {}
+        if "total_steps" in self.hparams.scheduler and self.hparams.scheduler["total_steps"] is None:
+            # Schedules over the whole run (OneCycle) learn its length from the trainer, not from the user.
+            extra["total_steps"] = int(self.trainer.estimated_stepping_batches)
+        scheduler = hydra.utils.instantiate(self.hparams.scheduler, optimizer=optimizer, **extra)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    @torch.no_grad()
+    def transcribe(self, waves: list[torch.Tensor]) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+        """Greedy transcripts (and log-probs, lengths) of raw 1-D waveforms at the model's sample rate."""
+        feats = [self.normalizer(self.featurizer(w.to(self.device))) for w in waves]
+        lengths = torch.tensor([f.shape[0] for f in feats], device=self.device)
+        padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+        log_probs, out_lengths = self(padded, lengths)
+        return self.decode(log_probs, out_lengths), log_probs, out_lengths
