@@ -1,0 +1,155 @@
+"""Checkpoint callbacks: folders under ``<save_model_path>/<use_model>/`` and stopping cleanly on a signal.
+
+- ``FolderCheckpoint``: Lightning's ModelCheckpoint (triggers, keep-the-newest-k bookkeeping, state that survives
+  a resume, rank-zero writes), except that every checkpoint is a folder (``epoch_N/``, ``step_N/``,
+  ``best_model/``, ``last_model/``) holding ``model.ckpt``, written and replaced atomically
+  (utils.checkpoints.commit), and that epoch folders count from 1 like the console.
+- ``GracefulStop``: SIGTERM / Ctrl-C end training between batches, after which ``last_model/`` is written.
+- ``ScheduleLengthCheck``: a resume cannot outrun its restored learning-rate schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from lit_asr.errors import LitAsrError
+from lit_asr.utils.checkpoints import CHECKPOINT_FILE, LAST_MODEL, commit, remove, staging_dir
+
+log = logging.getLogger("lit_asr")
+
+
+def display(path: str | Path) -> str:
+    """``path`` relative to the working directory when it lies below it (log lines stay short)."""
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith("..") else str(path)
+
+
+class FolderCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint writing ``<dirpath>/<filename>/model.ckpt`` atomically; ``{epoch_number}`` counts from 1.
+
+    With ``save_last=True`` it also refreshes ``last_model/`` after each of its saves, and with
+    ``save_last_on_signal=True`` also when a signal stops training (see GracefulStop). The overridden private
+    hooks (``_monitor_candidates``, ``_save_checkpoint``, ``_remove_checkpoint``) are checked against Lightning 2.6.
+    """
+
+    CHECKPOINT_NAME_LAST = LAST_MODEL
+
+    def __init__(self, dirpath: str, filename: str, save_last_on_signal: bool = False, **kwargs):
+        # Fixed folder names replace their predecessor (best_model, last_model) instead of growing "-v1" copies.
+        super().__init__(dirpath=dirpath, filename=filename, auto_insert_metric_name=False,
+                         enable_version_counter=False, **kwargs)
+        self.save_last_on_signal = save_last_on_signal
+
+    def _monitor_candidates(self, trainer: pl.Trainer) -> dict[str, torch.Tensor]:
+        candidates = super()._monitor_candidates(trainer)
+        candidates["epoch_number"] = torch.tensor(trainer.current_epoch + 1)
+        return candidates
+
+    def format_checkpoint_name(self, metrics: dict[str, torch.Tensor], filename: str | None = None,
+                               ver: int | None = None, prefix: str | None = None) -> str:
+        """``<dirpath>/<formatted filename>/model.ckpt``."""
+        flat = Path(super().format_checkpoint_name(metrics, filename, ver, prefix))
+        return str(flat.with_name(flat.name[: -len(self.FILE_EXTENSION)]) / CHECKPOINT_FILE)
+
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        folder = Path(filepath).parent
+        staged = staging_dir(folder) if trainer.is_global_zero else folder
+        # Every rank calls trainer.save_checkpoint (it writes on rank zero, then waits for all ranks).
+        super()._save_checkpoint(trainer, str(staged / CHECKPOINT_FILE))
+        self._last_checkpoint_saved = filepath
+        if trainer.is_global_zero:
+            commit(staged, folder)
+            log.info("saved %s (step %d)", display(folder), trainer.global_step)
+
+    def _remove_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        if trainer.is_global_zero and remove(Path(filepath).parent):
+            log.info("removed %s", display(Path(filepath).parent))
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning would write last_model again here if this instance never saved, though a sibling just did.
+        if not any(isinstance(c, FolderCheckpoint) and c.save_last and c._last_global_step_saved == trainer.global_step
+                   for c in trainer.checkpoint_callbacks):
+            super().on_train_end(trainer, pl_module)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        # Lightning raises SIGTERMException only between batches (on every rank), so the state here is consistent;
+        # other exceptions may strike mid-update, and the last periodic last_model is the safer one to keep.
+        if self.save_last_on_signal and isinstance(exception, SIGTERMException) and not trainer.sanity_checking:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class ScheduleLengthCheck(pl.Callback):
+    """Stops a resume whose restored learning-rate schedule is shorter than the run (e.g. num_epoch was raised).
+
+    Whole-run schedules (OneCycleLR) fix their length when first built and a resume restores it; stepping past
+    its end fails deep inside PyTorch, so say so up front in terms of the config.
+    """
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        needed = trainer.estimated_stepping_batches
+        for config in trainer.lr_scheduler_configs:
+            planned = getattr(config.scheduler, "total_steps", None)
+            if config.interval == "step" and planned is not None and planned < needed:
+                raise LitAsrError(
+                    f"the resumed learning-rate schedule covers {planned} steps but this run needs {needed} "
+                    "(was num_epoch raised?): resume with the original num_epoch, or start a new run from its "
+                    "weights with pretrained_model=PATH")
+
+
+class GracefulStop(pl.Callback):
+    """SIGTERM or Ctrl-C: every rank finishes its current training batch, then training stops (SIGTERMException).
+
+    Replaces Lightning's SIGTERM handler, which runs a collective inside the signal handler and so deadlocks DDP
+    ranks caught in a gradient all-reduce. Here the handler only records the signal; the ranks agree on it with
+    one tiny all-reduce after each training batch, a point every rank reaches equally often (validation is not,
+    so a signal during validation takes effect after it). A second Ctrl-C aborts at once, without saving.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning installs its handler just before training starts; this hook runs after that.
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        # No logging here: a handler that writes can interrupt a write of the main thread and fail re-entrantly.
+        if signum == signal.SIGINT and self.signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        stop = self.signum is not None
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if stop:
+            if trainer.is_global_zero:
+                log.warning("%s received: stopping after step %d", signal.Signals(self.signum or signal.SIGTERM).name,
+                            trainer.global_step)
+            raise SIGTERMException()
+
+    def _restore(self) -> None:
+        # Before Lightning's own teardown, which then puts back what it found before training.
+        if threading.current_thread() is threading.main_thread():
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler)
+        self._previous = {}
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore()
