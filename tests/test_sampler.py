@@ -42,3 +42,13 @@ def test_ranks_get_disjoint_equal_shards():
            for r in (0, 1)]
     flat = [i for shard in val for b in shard for i in b]
     assert sorted(flat) == list(range(101))  # evaluation sees every utterance exactly once
+
+
+def test_sortagrad_goes_shortest_first_then_shuffles():
+    durs = _durations(200)
+    sampler = DurationBatchSampler(durs, 10, shuffle=True, seed=0, sortagrad_epochs=1)
+    longest = [max(durs[i] for i in b) for b in sampler]
+    assert longest == sorted(longest)  # epoch 0: ascending
+    sampler.set_epoch(1)
+    longest = [max(durs[i] for i in b) for b in sampler]
+    assert longest != sorted(longest)

@@ -43,6 +43,7 @@ class AsrDataModule(pl.LightningDataModule):
         wave_augment: WaveAugmentor | None = None,
         spec_augment: SpecAugment | None = None,
         seed: int = 0,
+        sortagrad_epochs: int = 0,
     ):
         super().__init__()
         self.train_manifest, self.test_manifest = train_manifest, test_manifest
@@ -55,6 +56,7 @@ class AsrDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.wave_augment, self.spec_augment = wave_augment, spec_augment
         self.seed = seed
+        self.sortagrad_epochs = sortagrad_epochs
         # Set by the training task from the model, so CTC-infeasible utterances can be dropped up front.
         self.output_frames: Callable[[int], int] | None = None
         self.train_set: AsrDataset | None = None
@@ -92,7 +94,8 @@ class AsrDataModule(pl.LightningDataModule):
         world, rank = self._ranks()
         sampler = DurationBatchSampler(
             [e.duration for e in dataset.entries], self.batch_size, self.max_batch_duration, shuffle=shuffle,
-            seed=self.seed, num_replicas=world, rank=rank, pad_to_replicas=shuffle)
+            seed=self.seed, num_replicas=world, rank=rank, pad_to_replicas=shuffle,
+            sortagrad_epochs=self.sortagrad_epochs if shuffle else 0)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
 

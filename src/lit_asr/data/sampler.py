@@ -15,11 +15,13 @@ class DurationBatchSampler(Sampler[list[int]]):
     A batch holds at most ``batch_size`` utterances and at most ``max_batch_duration`` seconds of padded audio
     (longest utterance x count), so one long utterance cannot blow up memory. With several ranks every rank
     gets the same number of batches (the list is padded by repeating batches), as DDP requires.
+    For the first ``sortagrad_epochs`` epochs batches come shortest first (SortaGrad, DeepSpeech2 paper):
+    short utterances teach CTC its alignments sooner and keep early gradients tame.
     """
 
     def __init__(self, durations: Sequence[float], batch_size: int, max_batch_duration: float | None = None,
                  shuffle: bool = True, seed: int = 0, num_replicas: int = 1, rank: int = 0,
-                 pad_to_replicas: bool = True):
+                 pad_to_replicas: bool = True, sortagrad_epochs: int = 0):
         super().__init__()
         self.durations = list(durations)
         self.batch_size = batch_size
@@ -27,6 +29,7 @@ class DurationBatchSampler(Sampler[list[int]]):
         self.shuffle, self.seed = shuffle, seed
         self.num_replicas, self.rank = num_replicas, rank
         self.pad_to_replicas = pad_to_replicas
+        self.sortagrad_epochs = sortagrad_epochs
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -51,7 +54,7 @@ class DurationBatchSampler(Sampler[list[int]]):
             longest = max(longest, dur)
         if current:
             batches.append(current)
-        if self.shuffle:
+        if self.shuffle and self.epoch >= self.sortagrad_epochs:
             batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
         return batches
 
