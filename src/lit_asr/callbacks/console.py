@@ -29,6 +29,7 @@ class ConsoleLogger(pl.Callback):
     @rank_zero_only
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._fit_start = time.monotonic()
+        self._epoch_start = self._fit_start  # a mid-epoch resume starts no new epoch
         self._steps_at_start = trainer.global_step
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

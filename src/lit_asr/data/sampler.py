@@ -36,13 +36,13 @@ class DurationBatchSampler(Sampler[list[int]]):
         """Lightning calls this each epoch so every epoch batches differently."""
         self.epoch = epoch
 
-    def _batches(self) -> list[list[int]]:
+    def _batches(self, indices: list[int]) -> list[list[int]]:
         g = torch.Generator().manual_seed(self.seed + self.epoch)
-        keys = torch.tensor(self.durations, dtype=torch.float64)
+        keys = torch.tensor([self.durations[i] for i in indices], dtype=torch.float64)
         if self.shuffle:
             # Jitter of +-5% mixes utterances of nearly equal length between epochs at little padding cost.
             keys = keys * (1 + 0.1 * (torch.rand(len(keys), generator=g, dtype=torch.float64) - 0.5))
-        order = torch.argsort(keys).tolist()
+        order = [indices[i] for i in torch.argsort(keys).tolist()]
         batches, current, longest = [], [], 0.0
         for idx in order:
             dur = self.durations[idx]
@@ -58,16 +58,22 @@ class DurationBatchSampler(Sampler[list[int]]):
             batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
         return batches
 
-    def _shard(self, batches: list[list[int]]) -> list[list[int]]:
+    def _rank_batches(self) -> list[list[int]]:
+        everything = list(range(len(self.durations)))
         if self.num_replicas == 1:
-            return batches
-        if self.pad_to_replicas:
-            total = math.ceil(len(batches) / self.num_replicas) * self.num_replicas
-            batches = batches + batches[: total - len(batches)]
+            return self._batches(everything)
+        if not self.pad_to_replicas:
+            # Evaluation: deal utterances (not batches) round-robin by length, so every rank gets work even
+            # when the test set has fewer batches than ranks, and each utterance is seen exactly once.
+            by_length = sorted(everything, key=lambda i: self.durations[i])
+            return self._batches(by_length[self.rank::self.num_replicas])
+        batches = self._batches(everything)
+        total = math.ceil(len(batches) / self.num_replicas) * self.num_replicas
+        batches = batches + batches[: total - len(batches)]
         return batches[self.rank::self.num_replicas]
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._shard(self._batches()))
+        return iter(self._rank_batches())
 
     def __len__(self) -> int:
-        return len(self._shard(self._batches()))
+        return len(self._rank_batches())

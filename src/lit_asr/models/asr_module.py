@@ -99,10 +99,9 @@ class AsrModule(pl.LightningModule):
         self.val_examples = []
 
     def on_validation_epoch_end(self) -> None:
-        self.log("val/loss", self.val_loss.compute(), sync_dist=False)
-        self.log("val/cer", self.val_cer.compute(), prog_bar=True)
-        self.val_loss.reset()
-        self.val_cer.reset()
+        # Logging the metric objects lets torchmetrics gather them across ranks, then compute and reset.
+        self.log("val/loss", self.val_loss)
+        self.log("val/cer", self.val_cer, prog_bar=True)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self.validation_step(batch, batch_idx)
