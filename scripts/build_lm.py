@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from lit_asr.errors import LitAsrError
+from lit_asr.utils.cli import run_cli
 
 KENLM_MAX_ORDER = 6  # KENLM_MAX_ORDER of the kenlm wheels on PyPI
 
@@ -73,20 +73,8 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors are one line on stderr and exit status 2."""
-    start = time.perf_counter()
-    try:
-        run(parse_args(argv))
-    except LitAsrError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    print(f"done in {time.perf_counter() - start:.1f} s")
-    return 0
+    args = parse_args(argv)
+    return run_cli(lambda: run(args))
 
 
 if __name__ == "__main__":

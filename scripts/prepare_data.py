@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 from lit_asr.errors import LitAsrError
+from lit_asr.utils.cli import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -112,17 +112,7 @@ def run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors are one line on stderr and exit status 2."""
     args = parse_args(argv)
-    start = time.perf_counter()
-    try:
-        run(args)
-    except LitAsrError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    print(f"done in {time.perf_counter() - start:.0f} s")
-    return 0
+    return run_cli(lambda: run(args))
 
 
 if __name__ == "__main__":
