@@ -55,3 +55,25 @@ def test_ctc_feasible_counts_repeats():
     assert ctc_feasible([1, 2, 3], 3)
     assert not ctc_feasible([1, 1, 2], 3)  # needs a blank between the two 1s
     assert ctc_feasible([1, 1, 2], 4)
+
+
+def test_reversed_backward_direction_matches_packed_bidirectional_gru():
+    from lit_asr.models.components.deepspeech2 import RNNStack
+
+    torch.manual_seed(0)
+    stack = RNNStack(12, 8, num_layers=1, rnn_type="gru", bidirectional=True)
+    reference = torch.nn.GRU(12, 8, batch_first=True, bidirectional=True)
+    fwd, bwd = stack.forward_rnns[0], stack.backward_rnns[0]
+    with torch.no_grad():
+        for name, param in fwd.named_parameters():
+            param.copy_(getattr(reference, name))
+        for name, param in bwd.named_parameters():
+            param.copy_(getattr(reference, name + "_reverse"))
+    x, lengths = torch.randn(3, 9, 12), torch.tensor([9, 5, 2])
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    out, _ = reference(packed)
+    out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=9)
+    expected = stack.norms[0](out[..., :8] + out[..., 8:])
+    got = stack(x, lengths)
+    for i, n in enumerate(lengths.tolist()):
+        assert torch.allclose(got[i, :n], expected[i, :n], atol=1e-5)
