@@ -35,18 +35,22 @@ $(STAMP): setup.cfg pyproject.toml
 	@touch $(STAMP)
 
 data: setup
-	$(PY) scripts/prepare_data.py demo --corpus-dir $(DEMO_DIR) --output-dir $(DATASET)
+	$(PY) scripts/prepare_data.py demo --corpus-dir $(DEMO_DIR) --out $(DATASET)
 
 lm: setup
 	$(PY) scripts/build_lm.py --manifest $(DATASET)/manifest.train --order 4 --output $(DATASET)/lm.arpa
 
+# Resumes from models/demo/last_model when it exists; a finished run returns at once.
 train: setup
 	$(PY) run.py experiment=demo $(DEMO_ARGS)
 
 eval: setup
-	$(PY) run.py task=eval experiment=demo $(DEMO_ARGS)
+	$(PY) run.py task=eval experiment=demo hydra.run.dir=outputs/demo/eval_greedy $(DEMO_ARGS)
+	$(PY) run.py task=eval experiment=demo decoder=beam_search decoder.lang_model_path=$(DATASET)/lm.arpa \
+	  hydra.run.dir=outputs/demo/eval_beam $(DEMO_ARGS)
+	$(PY) scripts/summarize_eval.py outputs/demo/eval_greedy outputs/demo/eval_beam
 
-demo: setup data train eval
+demo: setup data lm train eval
 
 # pytest exits 5 when it collects nothing (e.g. a marker selects no test): not a failure of the code.
 test: setup
