@@ -1,7 +1,8 @@
 """Evaluation: CER of a checkpoint on ``test_manifest`` with the configured decoder.
 
-The model's log-probabilities are cached per (checkpoint, manifest), so a Hydra multirun over decoder
-settings (alpha, beta, beam size) pays for the network once and for decoding at each point.
+The model's log-probabilities are cached per (checkpoint, manifest) together with the vocabulary labels, so a
+Hydra multirun over decoder settings (alpha, beta, beam size) loads and runs the network once and afterwards
+pays only for reading the cache and decoding.
 """
 
 from __future__ import annotations
@@ -9,8 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import hydra
 import torch
@@ -22,11 +26,14 @@ from torchmetrics.functional.text import char_error_rate
 from lit_asr.data.dataset import AsrDataset, collate
 from lit_asr.data.manifest import read_manifest
 from lit_asr.data.sampler import DurationBatchSampler
+from lit_asr.decoding.greedy import GreedyDecoder
 from lit_asr.models.asr_module import AsrModule
 from lit_asr.models.loading import compute_log_probs, load_module
 from lit_asr.utils.checkpoints import checkpoint_to_evaluate
 
 log = logging.getLogger("lit_asr")
+
+CACHE_VERSION = "2"  # bump when the cached entry's contents change, so old entries are not misread
 
 
 def _fingerprint(*paths: Path, extra: str = "") -> str:
@@ -37,52 +44,83 @@ def _fingerprint(*paths: Path, extra: str = "") -> str:
     return h.hexdigest()[:20]
 
 
-def test_log_probs(module: AsrModule, checkpoint: Path, cfg: DictConfig) -> tuple[list[torch.Tensor], list[str], float]:
-    """Log-probs, references and loss on the test manifest, from the cache when checkpoint and data are unchanged."""
-    manifest = Path(cfg.test_manifest)
-    key = _fingerprint(checkpoint, manifest, extra=f"{cfg.min_duration}|{cfg.max_duration}")
-    cache = Path(cfg.task.cache_dir) / f"{key}.pt" if cfg.task.get("cache_dir") else None
-    if cache is not None and cache.is_file():
-        data = torch.load(cache, weights_only=True)
-        log.info("using cached log-probabilities %s", cache)
-        return data["log_probs"], data["texts"], data["loss"]
-    entries, _ = read_manifest(manifest, cfg.min_duration, cfg.max_duration)
+def cache_file(checkpoint: Path, cfg: DictConfig) -> Path | None:
+    """Where the log-probs of this checkpoint on ``test_manifest`` are cached (None: caching is off).
+
+    The key covers the checkpoint's and the manifest's path, size and modification time, so re-saving either
+    (e.g. a newer ``best_model``) starts a new entry; audio files changed behind an unchanged manifest are not seen.
+    """
+    if not cfg.task.get("cache_dir"):
+        return None
+    extra = f"{CACHE_VERSION}|{cfg.min_duration}|{cfg.max_duration}"
+    return Path(cfg.task.cache_dir) / f"{_fingerprint(checkpoint, Path(cfg.test_manifest), extra=extra)}.pt"
+
+
+def _compute(module: AsrModule, cfg: DictConfig) -> dict[str, Any]:
+    entries, _ = read_manifest(cfg.test_manifest, cfg.min_duration, cfg.max_duration)
     dataset = AsrDataset(entries, module.vocabulary, module.featurizer, module.normalizer)
     sampler = DurationBatchSampler([e.duration for e in entries], cfg.task.batch_size,
                                    cfg.get("max_batch_duration"), shuffle=False)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers)
     log_probs, texts, loss = compute_log_probs(module, loader)
+    return {"log_probs": log_probs, "texts": texts, "loss": loss, "labels": module.vocabulary.labels()}
+
+
+def load_log_probs(checkpoint: Path, cfg: DictConfig,
+                   get_module: Callable[[], AsrModule] | None = None) -> tuple[dict[str, Any], bool]:
+    """(log_probs, texts, loss, labels) of the test set, and whether they came from the cache.
+
+    The model is loaded (``get_module``, default: from ``checkpoint``) only when the cache has no entry.
+    """
+    cache = cache_file(checkpoint, cfg)
+    if cache is not None and cache.is_file():
+        log.info("using cached log-probabilities %s", cache)
+        return torch.load(cache, weights_only=True), True
+    data = _compute(get_module() if get_module else load_module(checkpoint), cfg)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        torch.save({"log_probs": log_probs, "texts": texts, "loss": loss}, tmp)
-        tmp.replace(cache)  # atomic: a killed run never leaves a half-written cache entry
-    return log_probs, texts, loss
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(data, tmp)
+        tmp.replace(cache)  # atomic: a killed or concurrent run never leaves a half-written entry
+        log.info("cached log-probabilities in %s", cache)
+    return data, False
+
+
+def test_log_probs(module: AsrModule, checkpoint: Path, cfg: DictConfig) -> tuple[list[torch.Tensor], list[str], float]:
+    """Log-probs, references and loss on the test manifest, from the cache when checkpoint and data are unchanged."""
+    data, _ = load_log_probs(checkpoint, cfg, lambda: module)
+    return data["log_probs"], data["texts"], data["loss"]
 
 
 def run(cfg: DictConfig) -> float:
     """Print ``Test ... loss, cer`` for the checkpoint and write ``result.json`` to the run directory."""
     checkpoint = checkpoint_to_evaluate(cfg)
-    module = load_module(checkpoint)
     t0 = time.monotonic()
-    log_probs, texts, loss = test_log_probs(module, checkpoint, cfg)
-    t_model = time.monotonic() - t0
-    decoder = hydra.utils.instantiate(cfg.decoder, labels=module.vocabulary.labels())
+    data, cached = load_log_probs(checkpoint, cfg)
+    log_probs, texts, loss, labels = data["log_probs"], data["texts"], data["loss"], data["labels"]
+    arrays = [lp.numpy() for lp in log_probs]
     t1 = time.monotonic()
+    decoder = hydra.utils.instantiate(cfg.decoder, labels=labels)  # loads the LM, if any
+    t2 = time.monotonic()
     try:
-        hyps = decoder.decode_batch([lp.numpy() for lp in log_probs])
+        hyps = decoder.decode_batch(arrays)
     finally:
         decoder.close()
-    t_decode = time.monotonic() - t1
+    t3 = time.monotonic()
+    t_model, t_setup, t_decode = t1 - t0, t2 - t1, t3 - t2
     cer = float(char_error_rate(hyps, texts))
-    log.info("Test checkpoint: %s, utterances: %d, loss: %.5f, cer: %.5f (corpus-level), "
-             "model time: %.2fs, decode time: %.2fs", checkpoint, len(texts), loss, cer, t_model, t_decode)
+    # Greedy CER on the same log-probs is what the decoder's settings are judged against (and costs little).
+    greedy_cer = cer if isinstance(decoder, GreedyDecoder) else float(
+        char_error_rate(GreedyDecoder(labels).decode_batch(arrays), texts))
+    log.info("Test checkpoint: %s, utterances: %d, loss: %.5f, cer: %.5f (corpus-level; greedy: %.5f), "
+             "model time: %.2fs%s, decoder setup: %.2fs, decode time: %.2fs", checkpoint, len(texts), loss, cer,
+             greedy_cer, t_model, " (cached)" if cached else "", t_setup, t_decode)
     for ref, hyp in list(zip(texts, hyps))[:5]:
         log.info("  ref: %s\n  hyp: %s", ref, hyp)
-    decoder_cfg = OmegaConf.to_container(cfg.decoder, resolve=True)
     result = {"checkpoint": str(checkpoint), "manifest": str(cfg.test_manifest), "utterances": len(texts),
-              "loss": loss, "cer": cer, "decoder": decoder_cfg, "model_seconds": t_model,
-              "decode_seconds": t_decode}
+              "loss": loss, "cer": cer, "greedy_cer": greedy_cer,
+              "decoder": OmegaConf.to_container(cfg.decoder, resolve=True), "cached": cached,
+              "model_seconds": t_model, "decoder_setup_seconds": t_setup, "decode_seconds": t_decode}
     if HydraConfig.initialized():
         Path(HydraConfig.get().runtime.output_dir, "result.json").write_text(json.dumps(result, indent=2))
     return cer
