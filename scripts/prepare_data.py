@@ -86,9 +86,14 @@ def run(args: argparse.Namespace) -> None:
     if args.source == "demo":
         from lit_asr.data import demo_corpus
 
+        clauses = demo_corpus.read_clauses()
         train_texts, test_texts = demo_corpus.select_sentences(
-            demo_corpus.read_clauses(), args.num_train, args.num_test, min_chars=args.min_chars,
+            clauses, args.num_train, args.num_test, min_chars=args.min_chars,
             max_chars=args.max_chars, charset_size=args.charset_size, seed=args.seed)
+        lm_text = Path(args.corpus_dir) / "lm_text.txt"
+        Path(args.corpus_dir).mkdir(parents=True, exist_ok=True)
+        count = demo_corpus.write_lm_text(clauses, test_texts, lm_text)
+        print(f"wrote {lm_text}: {count} clauses of fortune text without the test sentences (for build_lm.py)")
         train_list, test_list = demo_corpus.build_demo_corpus(
             args.corpus_dir, train_texts, test_texts, seed=args.seed, jobs=args.jobs)
         args.train_list, args.test_list, args.test_fraction = train_list, test_list, None

@@ -12,8 +12,8 @@ from lit_asr.utils.cli import run_cli
 
 
 def summarize(run_dirs: list[str]) -> None:
-    """One row per evaluation: decoder, utterances, CER, decode real-time factor."""
-    print(f"{'decoder':<44} {'utts':>5} {'CER':>8} {'decode s':>9}")
+    """One row per evaluation: decoder, utterances, CER, decode time and real-time factor."""
+    print(f"{'decoder':<52} {'utts':>5} {'CER':>8} {'decode s':>9} {'RTF':>7}")
     for d in run_dirs:
         path = Path(d) / "result.json"
         if not path.is_file():
@@ -23,7 +23,10 @@ def summarize(run_dirs: list[str]) -> None:
         name = dec["_target_"].rsplit(".", 1)[-1]
         if "alpha" in dec:
             name += f" (alpha {dec['alpha']}, beta {dec['beta']}, beam {dec['beam_size']})"
-        print(f"{name:<44} {r['utterances']:>5} {r['cer']:>8.4f} {r['decode_seconds']:>9.1f}")
+        rtf = f"{r['decode_rtf']:.4f}" if "decode_rtf" in r else "-"
+        print(f"{name:<52} {r['utterances']:>5} {r['cer']:>8.4f} {r['decode_seconds']:>9.1f} {rtf:>7}")
+    print("CER: corpus-level (character edits / reference characters). RTF: decode time / audio duration, "
+          "with the configured num_proc_bsearch processes.")
 
 
 def main() -> int:

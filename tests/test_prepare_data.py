@@ -205,6 +205,14 @@ def test_demo_text_selection_is_deterministic_and_disjoint(clauses):
         demo_corpus.select_sentences(clauses, 10**6, 50, **kwargs)
 
 
+def test_demo_lm_text_never_holds_a_test_sentence(tmp_path):
+    clauses = ["春眠不觉晓", "处处闻啼鸟", "夜来风雨声", "昨夜来风雨声急", "春眠不觉晓", "hello world"]
+    path = tmp_path / "lm_text.txt"
+    assert demo_corpus.write_lm_text(clauses, ["夜来风雨声"], path) == 3
+    # duplicates once, the test sentence and the clause that contains it gone, other text kept
+    assert path.read_text(encoding="utf-8").splitlines() == ["春眠不觉晓", "处处闻啼鸟", "hello world"]
+
+
 def test_demo_reuses_wavs_only_for_the_same_text(tmp_path):
     demo_corpus.build_demo_corpus(tmp_path, ["春眠不觉晓", "处处闻啼鸟"], ["夜来风雨声"], jobs=1)
     first = tmp_path / "wav" / "train" / "00000.wav"

@@ -93,6 +93,18 @@ def select_sentences(
     return candidates[num_test:num_test + num_train], candidates[:num_test]
 
 
+def write_lm_text(clauses: Iterable[str], test_texts: Sequence[str], path: str | Path) -> int:
+    """Write every clause that holds no test sentence, one per line, as language-model text; returns the count.
+
+    The LM may read far more text than is spoken (the whole fortune collection, not just the train sentences),
+    but never a test sentence: that would score the test set with an LM that has seen it.
+    """
+    tests = set(test_texts)
+    kept = [c for c in dict.fromkeys(clauses) if c not in tests and not any(t in c for t in tests)]
+    Path(path).write_text("".join(f"{c}\n" for c in kept), encoding="utf-8")
+    return len(kept)
+
+
 @dataclass(frozen=True)
 class SynthJob:
     """One utterance to speak: text, destination and voice settings."""

@@ -33,7 +33,7 @@ from lit_asr.utils.checkpoints import checkpoint_to_evaluate
 
 log = logging.getLogger("lit_asr")
 
-CACHE_VERSION = "2"  # bump when the cached entry's contents change, so old entries are not misread
+CACHE_VERSION = "3"  # bump when the cached entry's contents change, so old entries are not misread
 
 
 def _fingerprint(*paths: Path, extra: str = "") -> str:
@@ -63,7 +63,8 @@ def _compute(module: AsrModule, cfg: DictConfig) -> dict[str, Any]:
                                    cfg.get("max_batch_duration"), shuffle=False)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers)
     log_probs, texts, loss = compute_log_probs(module, loader)
-    return {"log_probs": log_probs, "texts": texts, "loss": loss, "labels": module.vocabulary.labels()}
+    return {"log_probs": log_probs, "texts": texts, "loss": loss, "labels": module.vocabulary.labels(),
+            "audio_seconds": float(sum(e.duration for e in entries))}
 
 
 def load_log_probs(checkpoint: Path, cfg: DictConfig,
@@ -120,7 +121,8 @@ def run(cfg: DictConfig) -> float:
     result = {"checkpoint": str(checkpoint), "manifest": str(cfg.test_manifest), "utterances": len(texts),
               "loss": loss, "cer": cer, "greedy_cer": greedy_cer,
               "decoder": OmegaConf.to_container(cfg.decoder, resolve=True), "cached": cached,
-              "model_seconds": t_model, "decoder_setup_seconds": t_setup, "decode_seconds": t_decode}
+              "model_seconds": t_model, "decoder_setup_seconds": t_setup, "decode_seconds": t_decode,
+              "audio_seconds": data["audio_seconds"], "decode_rtf": t_decode / max(data["audio_seconds"], 1e-9)}
     if HydraConfig.initialized():
         Path(HydraConfig.get().runtime.output_dir, "result.json").write_text(json.dumps(result, indent=2))
     return cer
