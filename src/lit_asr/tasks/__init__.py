@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import sys
 
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from lit_asr.errors import LitAsrError
+from lit_asr.utils.config_check import check_config
 
 log = logging.getLogger("lit_asr")
 
@@ -22,13 +26,28 @@ def print_config(cfg: DictConfig) -> None:
              OmegaConf.to_yaml(cfg, resolve=True))
 
 
+def _one_line(exc: Exception) -> str:
+    """Hydra's and OmegaConf's multi-line messages (target, cause, full_key) as one line."""
+    text = re.sub(r",? *set env var HYDRA_FULL_ERROR=1 to see chained exception\.?", "", str(exc))
+    lines = [line.strip().rstrip(":") for line in text.splitlines() if line.strip()]
+    return "; ".join(lines) or type(exc).__name__
+
+
 def dispatch(cfg: DictConfig) -> float | None:
-    """Run ``cfg.task.name``; a LitAsrError becomes ``error: ...`` on stderr and exit status 2."""
+    """Run ``cfg.task.name``; a LitAsrError or a bad config value becomes ``error: ...`` on stderr, exit status 2.
+
+    The config is checked first (types, ranges, input files), before anything heavy is imported or loaded.
+    """
     name = cfg.task.name
     if name not in TASKS:
         print(f"error: unknown task {name!r}; choose one of {', '.join(TASKS)}", file=sys.stderr)
         sys.exit(2)
     try:
+        try:
+            OmegaConf.to_container(cfg, resolve=True)  # every ${...} resolves, before any work
+        except OmegaConfBaseException as exc:
+            raise LitAsrError(f"invalid config: {_one_line(exc)}") from None
+        check_config(cfg)
         from pytorch_lightning.utilities import rank_zero_only
 
         if rank_zero_only.rank == 0:
@@ -36,4 +55,8 @@ def dispatch(cfg: DictConfig) -> float | None:
         return importlib.import_module(TASKS[name]).run(cfg)
     except LitAsrError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except InstantiationException as exc:
+        # A config value that its target (model, optimizer, trainer, callback ...) rejects.
+        print(f"error: invalid config: {_one_line(exc)}", file=sys.stderr)
         sys.exit(2)
