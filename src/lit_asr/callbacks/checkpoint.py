@@ -6,12 +6,14 @@
   (utils.checkpoints.commit), and that epoch folders count from 1 like the console.
 - ``GracefulStop``: SIGTERM / Ctrl-C end training between batches, after which ``last_model/`` is written.
 - ``ScheduleLengthCheck``: a resume cannot outrun its restored learning-rate schedule.
+- ``LastBatchResume``: resuming from a checkpoint taken after an epoch's last batch loses no epoch.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import threading
 from pathlib import Path
@@ -62,12 +64,23 @@ class FolderCheckpoint(ModelCheckpoint):
 
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
         folder = Path(filepath).parent
-        staged = staging_dir(folder) if trainer.is_global_zero else folder
-        # Every rank calls trainer.save_checkpoint (it writes on rank zero, then waits for all ranks).
-        super()._save_checkpoint(trainer, str(staged / CHECKPOINT_FILE))
+        staged = folder
+        try:
+            staged = staging_dir(folder) if trainer.is_global_zero else folder
+            # Every rank calls trainer.save_checkpoint (it writes on rank zero, then waits for all ranks).
+            super()._save_checkpoint(trainer, str(staged / CHECKPOINT_FILE))
+            if trainer.is_global_zero:
+                commit(staged, folder)
+        except OSError as exc:  # full disk, quota, a folder made read-only or replaced by a file
+            if staged != folder:
+                shutil.rmtree(staged, ignore_errors=True)
+            # Raising also keeps Lightning from deleting the checkpoint this one was to replace (save_top_k).
+            raise LitAsrError(
+                f"cannot save checkpoint {display(folder)}: {exc.strerror or exc}; the checkpoints already in "
+                f"{display(folder.parent)} are kept: free space or fix the folder, then run the same command to "
+                "resume") from None
         self._last_checkpoint_saved = filepath
         if trainer.is_global_zero:
-            commit(staged, folder)
             log.info("saved %s (step %d)", display(folder), trainer.global_step)
 
     def _remove_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
@@ -103,6 +116,31 @@ class ScheduleLengthCheck(pl.Callback):
                     f"the resumed learning-rate schedule covers {planned} steps but this run needs {needed} "
                     "(was num_epoch raised?): resume with the original num_epoch, or start a new run from its "
                     "weights with pretrained_model=PATH")
+
+
+class LastBatchResume(pl.Callback):
+    """Resuming from a checkpoint written after the last batch of an epoch, before its end (a step checkpoint or a
+    signal stop that fell there), must start the next epoch like any other.
+
+    Lightning 2.6 counts that epoch as finished on resume, but then also treats the next epoch as the one it restarted
+    in the middle of: it skips that epoch's start (its progress counters and ``on_train_epoch_start``), so every later
+    end-of-epoch checkpoint is one epoch behind, and resuming from one of those silently skips a whole epoch.
+    Checkpoints already written with counters one behind are repaired when loaded.
+    """
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        # Runs before Lightning restores its loops from checkpoint["loops"].
+        epochs = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
+        for counts in (epochs.get("total"), epochs.get("current")):
+            if counts and counts["ready"] == counts["started"] == counts["processed"] - 1 == counts["completed"]:
+                counts["ready"] = counts["started"] = counts["processed"]
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        loop = trainer.fit_loop
+        # The same condition under which Lightning's FitLoop.reset counts the restarted epoch as finished.
+        if loop.restarted_mid_epoch and loop.epoch_loop.restarted_on_train_batch_end and \
+                loop.epoch_loop.batch_progress.is_last_batch:
+            loop.reset_restart_stage()
 
 
 class GracefulStop(pl.Callback):

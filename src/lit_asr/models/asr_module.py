@@ -12,6 +12,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.text import CharErrorRate
 
 from lit_asr.data.features import FeatureExtractor, Normalizer
+from lit_asr.data.text import normalize_text
 from lit_asr.data.vocabulary import Vocabulary
 from lit_asr.decoding.greedy import greedy_decode
 
@@ -46,6 +47,7 @@ class AsrModule(pl.LightningModule):
         self.val_cer = CharErrorRate()
         self.val_examples: list[tuple[str, str]] = []
         self.skipped_steps = 0
+        self._buffers_before_step: list[torch.Tensor] = []
 
     def output_frames(self, input_frames: int) -> int:
         """Model output frames for ``input_frames`` feature frames (used to drop CTC-infeasible utterances)."""
@@ -70,20 +72,34 @@ class AsrModule(pl.LightningModule):
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=n)
         return loss
 
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        # The forward pass updates BatchNorm's running statistics; keep a copy so a skipped step can undo that too.
+        if batch_idx % self.trainer.accumulate_grad_batches == 0:
+            self._buffers_before_step = [b.detach().clone() for b in self.buffers()]
+
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # A non-finite gradient would poison the weights for good: drop it so the optimiser skips this step.
         grads = [p.grad for p in self.parameters() if p.grad is not None]
         if grads and not torch.isfinite(torch.stack([g.abs().sum() for g in grads]).sum()):
             for p in self.parameters():
                 p.grad = None
+            with torch.no_grad():  # the same batch left NaN in BatchNorm's running mean/var
+                for buffer, saved in zip(self.buffers(), self._buffers_before_step):
+                    buffer.copy_(saved)
             self.skipped_steps += 1
-            log.warning("non-finite gradient at step %d: update skipped (%d so far)",
+            log.warning("non-finite loss or gradient at step %d: update skipped (%d so far)",
                         self.global_step, self.skipped_steps)
         self.log("train/skipped_steps", float(self.skipped_steps), batch_size=1)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["skipped_steps"] = self.skipped_steps  # the count goes on across a resume
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.skipped_steps = int(checkpoint.get("skipped_steps", 0))
+
     def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
-        """Greedy transcripts of a padded batch."""
-        return [self.vocabulary.decode(ids) for ids in greedy_decode(log_probs, lengths)]
+        """Greedy transcripts of a padded batch, normalised like the references they are scored against."""
+        return [normalize_text(self.vocabulary.decode(ids)) for ids in greedy_decode(log_probs, lengths)]
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         if batch["feats"].shape[0] == 0:

@@ -21,7 +21,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from lit_asr.callbacks.checkpoint import GracefulStop, ScheduleLengthCheck, display
+from lit_asr.callbacks.checkpoint import GracefulStop, LastBatchResume, ScheduleLengthCheck, display
 from lit_asr.data.augment import WaveAugmentor
 from lit_asr.data.datamodule import AsrDataModule
 from lit_asr.data.features import FeatureExtractor, load_mean_std
@@ -62,9 +62,9 @@ def build_datamodule(cfg: DictConfig, vocabulary: Vocabulary, featurizer: Featur
 
 
 def build_trainer(cfg: DictConfig, resuming: bool = False) -> pl.Trainer:
-    """The Lightning Trainer with the configured callbacks and logger, plus ScheduleLengthCheck and GracefulStop."""
+    """The Lightning Trainer with the configured callbacks and logger, plus the checks of callbacks/checkpoint.py."""
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    callbacks += [ScheduleLengthCheck(), GracefulStop()]
+    callbacks += [ScheduleLengthCheck(), LastBatchResume(), GracefulStop()]
     logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
     if isinstance(logger, VisualDLLogger):
         logger.resume = resuming
