@@ -15,6 +15,7 @@ import torchaudio
 import torchaudio.functional as AF
 
 from lit_asr.data.audio import load_audio
+from lit_asr.errors import LitAsrError
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +103,13 @@ class NoisePerturb(Perturbation):
             self.noise_files = [e.audio_filepath for e in entries]
 
     def _noise(self, num_samples: int, sample_rate: int) -> torch.Tensor:
+        noise = None
         if self.noise_files:
-            noise = load_audio(_choice(self.noise_files), sample_rate)
+            try:
+                noise = load_audio(_choice(self.noise_files), sample_rate)
+            except LitAsrError as exc:  # a broken noise clip must not end the epoch: synthetic noise this time
+                log.warning("noise clip skipped: %s", exc)
+        if noise is not None:
             if noise.numel() < num_samples:
                 noise = noise.repeat(math.ceil(num_samples / noise.numel()))
             start = int(torch.randint(noise.numel() - num_samples + 1, ()).item())

@@ -15,6 +15,7 @@ from lit_asr.data.features import FeatureExtractor, Normalizer, load_mean_std
 from lit_asr.data.manifest import ManifestEntry, read_manifest
 from lit_asr.data.sampler import DurationBatchSampler
 from lit_asr.data.vocabulary import Vocabulary
+from lit_asr.errors import LitAsrError
 
 log = logging.getLogger(__name__)
 
@@ -64,18 +65,25 @@ class AsrDataModule(pl.LightningDataModule):
 
     def _load(self, path: str, split: str) -> list[ManifestEntry]:
         entries, _ = read_manifest(path, self.min_duration, self.max_duration)
-        unknown = sum(self.vocabulary.count_unknown(e.text) > 0 for e in entries)
+        unknown = [e for e in entries if self.vocabulary.count_unknown(e.text)]
         if unknown:
-            log.warning("%s: %d utterances have characters outside the vocabulary (mapped to <unk>)",
-                        split, unknown)
+            chars = sorted({ch for e in unknown for ch in e.text if ch not in self.vocabulary})
+            log.warning("%s: %d utterances have characters outside the vocabulary, mapped to <unk> (%d distinct, "
+                        "e.g. %s)", split, len(unknown), len(chars), " ".join(repr(c) for c in chars[:5]))
         if self.output_frames is not None:
             sr = self.featurizer.sample_rate
-            kept = [e for e in entries if ctc_feasible(
-                self.vocabulary.encode(e.text), self.output_frames(self.featurizer.num_frames(int(e.duration * sr))))]
+            feasible = [ctc_feasible(self.vocabulary.encode(e.text),
+                                     self.output_frames(self.featurizer.num_frames(int(e.duration * sr))))
+                        for e in entries]
+            kept = [e for e, ok in zip(entries, feasible) if ok]
             if len(kept) < len(entries):
+                first = entries[feasible.index(False)]
                 log.warning("%s: skipped %d utterances too short for their transcript (CTC needs at least one "
-                            "output frame per character)", split, len(entries) - len(kept))
+                            "output frame per character), e.g. %s: %d characters in %.2f s", split,
+                            len(entries) - len(kept), first.audio_filepath, len(first.text), first.duration)
             entries = kept
+        if not entries:
+            raise LitAsrError(f"{split}: no utterances left in {path} after the checks above")
         return entries
 
     def setup(self, stage: str | None = None) -> None:

@@ -45,7 +45,7 @@ class AsrDataset(Dataset):
             wave = load_audio(entry.audio_filepath, self.featurizer.sample_rate)
         except LitAsrError as exc:
             # One unreadable file must not end the epoch: report it and let collate drop it.
-            log.warning("skipping utterance: %s", exc)
+            log.warning("skipping utterance: %s (replace the file or remove it from the manifest)", exc)
             return None
         if self.wave_augment is not None:
             wave = self.wave_augment(wave, self.featurizer.sample_rate)

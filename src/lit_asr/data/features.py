@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -81,9 +82,14 @@ def load_mean_std(path: str | Path, feature_config: dict | None = None) -> tuple
     path = Path(path)
     if not path.is_file():
         raise LitAsrError(f"normalisation file not found: {path} (run scripts/prepare_data.py first)")
-    with np.load(path, allow_pickle=False) as data:
-        mean, std = data["mean"], data["std"]
-        saved = json.loads(str(data["feature_config"])) if "feature_config" in data else None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            mean, std = data["mean"], data["std"]
+            saved = json.loads(str(data["feature_config"])) if "feature_config" in data else None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # not an npz, pickled objects, ...
+        why = str(exc.args[0]) if exc.args else type(exc).__name__
+        raise LitAsrError(f"cannot read normalisation file {path}: {why.splitlines()[0]} "
+                          "(re-run scripts/prepare_data.py)") from None
     if feature_config is not None and saved is not None and saved != dict(feature_config):
         raise LitAsrError(
             f"{path} was computed for features {saved}, but the config asks for {dict(feature_config)}: "

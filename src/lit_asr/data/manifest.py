@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lit_asr.data.text import normalize_text
 from lit_asr.errors import LitAsrError
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,11 @@ def read_manifest(
     max_duration: float = float("inf"),
     check_files: bool = True,
 ) -> tuple[list[ManifestEntry], ManifestReport]:
-    """Read and validate a manifest; bad lines are skipped, counted by reason, and logged once each."""
+    """Read and validate a manifest; bad lines are skipped, counted by reason, and logged once each.
+
+    Transcripts are normalised (normalize_text) so hand-written manifests match prepare_data's; relative audio
+    paths are taken from the manifest's folder.
+    """
     path = Path(path)
     if not path.is_file():
         raise LitAsrError(f"manifest not found: {path} (run scripts/prepare_data.py first)")
@@ -79,9 +85,12 @@ def read_manifest(
             try:
                 duration = float(item["duration"])
             except (TypeError, ValueError):
-                report.skip("non-numeric duration", where)
+                duration = math.nan
+            if not math.isfinite(duration) or duration <= 0:  # JSON also allows NaN and Infinity
+                report.skip("duration not a positive number", where)
                 continue
-            text = str(item["text"]).strip()
+            # Idempotent, so manifests from prepare_data are unchanged; hand-written ones get the same treatment.
+            text = normalize_text(item["text"]) if isinstance(item["text"], str) else ""
             audio = Path(str(item["audio_filepath"]))
             if not audio.is_absolute():
                 audio = path.parent / audio
@@ -101,7 +110,8 @@ def read_manifest(
                 entries.append(ManifestEntry(str(audio), duration, text))
     report.kept = len(entries)
     if report.skipped:
-        log.warning("%s: %s", path, report.summary())
+        log.warning("%s: %s; skipped lines are not used: fix them (or re-run scripts/prepare_data.py) to include "
+                    "them", path, report.summary())
     if not entries:
         raise LitAsrError(f"{path}: no usable utterances ({report.summary()})")
     return entries, report

@@ -202,18 +202,35 @@ def _init_feature_worker(extractor: FeatureExtractor) -> None:
     torch.set_num_threads(1)  # small FFTs: one thread per process is several times faster than sharing cores
 
 
-def _features(path: str) -> torch.Tensor:
-    return _extractor(load_audio(path, _extractor.sample_rate))
+def _features(path: str) -> torch.Tensor | str:
+    """Features of one file, or why it could not be read (its header passed, its samples did not)."""
+    try:
+        return _extractor(load_audio(path, _extractor.sample_rate))
+    except LitAsrError as exc:
+        return str(exc)
 
 
 def feature_statistics(entries: Sequence[ManifestEntry], extractor: FeatureExtractor, num_samples: int,
                        seed: int, jobs: int = 1) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Mean/std of features over a random sample of ``entries``: (mean, std, frames, utterances used)."""
+    """Mean/std of features over a random sample of ``entries``: (mean, std, frames, utterances used).
+
+    A file that fails to load is left out (and named on the console): one bad file must not poison the statistics.
+    """
     sample = random.Random(seed).sample([e.audio_filepath for e in entries], min(num_samples, len(entries)))
     bar = dict(total=len(sample), desc="mean/std", unit="utt", mininterval=1.0)
+    failed: list[str] = []
+
+    def readable(results):
+        for result in results:
+            if isinstance(result, str):
+                failed.append(result)
+                tqdm.write(f"warning: left out of mean/std: {result}")
+            else:
+                yield result
+
     with Pool(max(1, jobs), initializer=_init_feature_worker, initargs=(extractor,)) as pool:
-        mean, std, frames = compute_mean_std(tqdm(pool.imap(_features, sample, chunksize=16), **bar))
-    return mean, std, frames, len(sample)
+        mean, std, frames = compute_mean_std(readable(tqdm(pool.imap(_features, sample, chunksize=16), **bar)))
+    return mean, std, frames, len(sample) - len(failed)
 
 
 def _write_skipped(path: Path, skipped: Sequence[Skipped]) -> None:

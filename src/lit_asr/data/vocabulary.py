@@ -55,7 +55,10 @@ class Vocabulary:
         path = Path(path)
         if not path.is_file():
             raise LitAsrError(f"vocabulary file not found: {path} (run scripts/prepare_data.py first)")
-        tokens = [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines()]
+        try:
+            tokens = [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines()]
+        except UnicodeDecodeError as exc:
+            raise LitAsrError(f"vocabulary file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         return cls([t for t in tokens if t])
 
     def save(self, path: str | Path) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from lit_asr.data.text import normalize_text
 from lit_asr.data.vocabulary import UNK
 
 
@@ -29,11 +30,12 @@ class GreedyDecoder:
         self.blank_id = blank_id
 
     def decode_batch(self, log_probs: Sequence[np.ndarray]) -> list[str]:
-        """Text per utterance from (frames, vocab) log-probabilities already trimmed to their lengths."""
+        """Normalised text per utterance from (frames, vocab) log-probabilities already trimmed to their lengths."""
         texts = []
         for lp in log_probs:
             ids = greedy_decode(torch.as_tensor(lp)[None], torch.tensor([len(lp)]), self.blank_id)[0]
-            texts.append("".join(self.labels[i] for i in ids).strip())
+            # Normalised as references and beam-search output are ("明 月" -> "明月", runs of spaces -> one).
+            texts.append(normalize_text("".join(self.labels[i] for i in ids)))
         return texts
 
     def close(self) -> None:

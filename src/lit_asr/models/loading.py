@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
 
-from lit_asr.errors import LitAsrError
 from lit_asr.models.asr_module import AsrModule
-from lit_asr.utils.checkpoints import read_checkpoint
+from lit_asr.utils.checkpoints import read_checkpoint, unreadable_checkpoint
 
 
 def load_module(checkpoint: str | Path, map_location: str = "cpu") -> AsrModule:
     """The model in eval mode, rebuilt from the checkpoint alone (weights_only loading: no pickled code runs)."""
     try:
         module = AsrModule.load_from_checkpoint(str(checkpoint), map_location=map_location, weights_only=True)
-    except (RuntimeError, KeyError, EOFError, OSError, TypeError) as exc:
-        raise LitAsrError(f"cannot load checkpoint {checkpoint}: {str(exc).splitlines()[0]}") from None
+    except (RuntimeError, KeyError, EOFError, OSError, TypeError, ValueError, pickle.UnpicklingError) as exc:
+        raise unreadable_checkpoint(checkpoint, exc) from None
     return module.eval()
 
 

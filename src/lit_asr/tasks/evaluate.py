@@ -33,7 +33,7 @@ from lit_asr.utils.checkpoints import checkpoint_to_evaluate
 
 log = logging.getLogger("lit_asr")
 
-CACHE_VERSION = "3"  # bump when the cached entry's contents change, so old entries are not misread
+CACHE_VERSION = "4"  # bump when the cached entry's contents change, so old entries are not misread
 
 
 def _fingerprint(*paths: Path, extra: str = "") -> str:
@@ -75,8 +75,13 @@ def load_log_probs(checkpoint: Path, cfg: DictConfig,
     """
     cache = cache_file(checkpoint, cfg)
     if cache is not None and cache.is_file():
-        log.info("using cached log-probabilities %s", cache)
-        return torch.load(cache, weights_only=True), True
+        try:
+            data = torch.load(cache, weights_only=True)
+            log.info("using cached log-probabilities %s", cache)
+            return data, True
+        except Exception as exc:  # noqa: BLE001 - truncated, foreign or pickled: recompute and overwrite it
+            log.warning("ignoring unreadable cache entry %s (%s); computing the log-probabilities again",
+                        cache, str(exc).splitlines()[0][:200])
     data = _compute(get_module() if get_module else load_module(checkpoint), cfg)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)

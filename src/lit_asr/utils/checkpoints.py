@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -76,12 +77,22 @@ def checkpoint_to_resume(cfg: DictConfig) -> Path | None:
     return find_checkpoint(model_dir(cfg) / LAST_MODEL)
 
 
+def unreadable_checkpoint(path: str | Path, exc: Exception) -> LitAsrError:
+    """The one-line error for a checkpoint that torch.load could not parse or refused to unpickle."""
+    if isinstance(exc, pickle.UnpicklingError):
+        # torch's own message goes on for lines and suggests weights_only=False: never for a file of unknown origin.
+        why = "it holds objects other than tensors and plain data, which are never unpickled (that could run code)"
+    else:
+        why = re.sub(r"\x1b\[[0-9;]*m", "", str(exc).splitlines()[0]) if str(exc).strip() else type(exc).__name__
+    return LitAsrError(f"cannot read checkpoint {path}: {why}")
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """A checkpoint's contents, memory-mapped (tensors stay on disk until used) and without running pickled code."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError) as exc:
-        raise LitAsrError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+        raise unreadable_checkpoint(path, exc) from None
 
 
 # ---- atomic folder replacement (called on global rank zero only) ----
