@@ -57,3 +57,15 @@ def test_another_manifest_is_another_cache_entry(tiny, tmp_path, monkeypatch):
     assert not cached_all and not cached_few
     assert len(data_all["texts"]) == 8 and len(data_few["texts"]) == 3
     assert data_all["labels"][0] == "" and len(data_all["labels"]) == data_all["log_probs"][0].shape[1]
+
+
+def test_an_unreadable_cache_entry_is_recomputed_not_trusted(tiny, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="lit_asr")
+    cfg = run_config(tiny, tmp_path, "task=eval", f"task.cache_dir={tmp_path / 'cache'}")
+    entry = evaluate.cache_file(tiny["checkpoint"] / "model.ckpt", cfg)
+    entry.parent.mkdir(parents=True)
+    entry.write_bytes(b"\x80\x04not a torch file")  # truncated, or a pickle planted in the cache folder
+    data, cached = evaluate.load_log_probs(tiny["checkpoint"] / "model.ckpt", cfg)
+    assert not cached and len(data["texts"]) == 8
+    assert "ignoring unreadable cache entry" in caplog.text
+    assert evaluate.load_log_probs(tiny["checkpoint"] / "model.ckpt", cfg)[1], "the entry was not rewritten"

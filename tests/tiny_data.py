@@ -68,3 +68,45 @@ def overrides(paths: dict[str, Path], tmp: Path, **extra) -> list[str]:
             "hydra.run.dir": str(tmp / "outputs"), "trainer.enable_progress_bar": False,
             "trainer.enable_model_summary": False, **extra}
     return [f"{k}={v}" for k, v in args.items()]
+
+
+def write_audio_variants(speech: Path, folder: Path) -> dict[str, Path]:
+    """Every kind of odd audio file, made from one real speech wav: name -> path.
+
+    Readable: ``stereo``, ``rate8k``, ``rate44k``, ``flac``, ``ogg`` (when libsndfile has Vorbis), ``clipped``
+    (int16 saturated), ``hot_float`` (float samples beyond +-1), ``truncated_data`` (cut mid-data: a shorter file).
+    Unusable: ``corrupt`` (random bytes), ``truncated_header``, ``zero_bytes``, ``empty`` (valid header, no
+    samples), ``nan_float`` (float samples with NaN: the header looks fine).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    wave, sr = soundfile.read(str(speech), dtype="float32")
+    resampled = {rate: AF.resample(torch.from_numpy(wave), sr, rate).numpy() for rate in (8000, 44100)}
+    out = {name: folder / f"{name}.{ext}" for name, ext in [
+        ("stereo", "wav"), ("rate8k", "wav"), ("rate44k", "wav"), ("flac", "flac"), ("ogg", "ogg"),
+        ("clipped", "wav"), ("hot_float", "wav"), ("truncated_data", "wav"), ("corrupt", "wav"),
+        ("truncated_header", "wav"), ("zero_bytes", "wav"), ("empty", "wav"), ("nan_float", "wav")]}
+    soundfile.write(str(out["stereo"]), np.stack([wave, 0.5 * wave], axis=1), sr)
+    soundfile.write(str(out["rate8k"]), resampled[8000], 8000)
+    soundfile.write(str(out["rate44k"]), resampled[44100], 44100)
+    soundfile.write(str(out["flac"]), wave, sr)
+    if "OGG" in soundfile.available_formats():
+        soundfile.write(str(out["ogg"]), wave, sr)
+    else:
+        del out["ogg"]
+    soundfile.write(str(out["clipped"]), np.clip(20 * wave, -1, 1), sr, subtype="PCM_16")
+    soundfile.write(str(out["hot_float"]), 4 * wave, sr, subtype="FLOAT")
+    raw = Path(speech).read_bytes()
+    out["truncated_data"].write_bytes(raw[: len(raw) // 2])
+    out["corrupt"].write_bytes(np.random.default_rng(0).bytes(4000))
+    out["truncated_header"].write_bytes(raw[:30])
+    out["zero_bytes"].write_bytes(b"")
+    soundfile.write(str(out["empty"]), np.zeros(0, dtype=np.float32), sr)
+    poisoned = wave.copy()
+    poisoned[len(poisoned) // 2: len(poisoned) // 2 + 100] = np.nan
+    soundfile.write(str(out["nan_float"]), poisoned, sr, subtype="FLOAT")
+    return out
+
+
+READABLE_VARIANTS = ("stereo", "rate8k", "rate44k", "flac", "ogg", "clipped", "hot_float", "truncated_data")
+UNREADABLE_VARIANTS = ("corrupt", "truncated_header", "zero_bytes", "empty", "nan_float")
