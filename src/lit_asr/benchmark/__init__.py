@@ -1,0 +1,7 @@
+"""Performance benchmark (the project's issue 7): compute ceiling, training step, input pipeline, padding,
+decoding and decoder sweeps, measured in one run and written as JSON and Markdown (scripts/benchmark.py)."""
+
+from lit_asr.benchmark.report import write_report
+from lit_asr.benchmark.runner import SECTIONS, Settings, run_benchmark
+
+__all__ = ["SECTIONS", "Settings", "run_benchmark", "write_report"]
