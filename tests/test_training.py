@@ -10,8 +10,7 @@ import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 
-from lit_asr.data.vocabulary import Vocabulary
-from lit_asr.tasks.train import build_datamodule, build_module
+from lit_asr.tasks.train import build_parts
 from tiny_data import make_tiny_dataset, overrides
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,20 +27,9 @@ def _cfg(tiny, tmp_path, *extra):
                        + list(extra))
 
 
-def _parts(cfg):
-    import hydra
-
-    vocab = Vocabulary.load(cfg.dataset_vocab)
-    featurizer = hydra.utils.instantiate(cfg.features)
-    module = build_module(cfg, vocab, featurizer)
-    dm = build_datamodule(cfg, vocab, featurizer)
-    dm.output_frames = module.output_frames
-    return module, dm
-
-
 def test_datamodule_with_and_without_augmentation(tiny, tmp_path):
     torch.manual_seed(0)
-    _, plain = _parts(_cfg(tiny, tmp_path, "augment=none"))
+    _, plain = build_parts(_cfg(tiny, tmp_path, "augment=none"))
     plain.setup("fit")
     item_a, item_b = plain.train_set[0], plain.train_set[0]
     assert torch.equal(item_a["feats"], item_b["feats"])  # no augmentation: deterministic features
@@ -49,7 +37,7 @@ def test_datamodule_with_and_without_augmentation(tiny, tmp_path):
     feats = torch.cat([plain.train_set[i]["feats"] for i in range(len(plain.train_set))])
     assert abs(float(feats.mean())) < 0.1 and abs(float(feats.std()) - 1) < 0.1
 
-    _, augmented = _parts(_cfg(tiny, tmp_path, "augment=default"))
+    _, augmented = build_parts(_cfg(tiny, tmp_path, "augment=default"))
     augmented.setup("fit")
     assert augmented.wave_augment is not None and augmented.spec_augment is not None
     a, b = augmented.train_set[0], augmented.train_set[0]
@@ -65,7 +53,7 @@ def test_datamodule_with_and_without_augmentation(tiny, tmp_path):
 def test_short_training_lowers_loss_and_checkpoint_evaluates(tiny, tmp_path):
     pl.seed_everything(0)
     cfg = _cfg(tiny, tmp_path, "augment=none", "learning_rate=3e-3", "num_epoch=12")
-    module, dm = _parts(cfg)
+    module, dm = build_parts(cfg)
     losses = []
 
     class Record(pl.Callback):

@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import hydra
 import pytorch_lightning as pl
 from hydra import compose, initialize_config_dir
 
 from lit_asr.data.text import normalize_text
-from lit_asr.data.vocabulary import Vocabulary
 from lit_asr.decoding.lm import build_arpa, tokenize_for_lm
-from lit_asr.tasks.train import build_datamodule, build_module
+from lit_asr.tasks.train import build_parts
 from tiny_data import make_tiny_dataset, overrides
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,11 +34,7 @@ def tiny_checkpoint(tmp_path_factory) -> dict[str, Path]:
         cfg = compose("config", overrides=[o for o in overrides(paths, root) if not o.startswith("hydra.")]
                       + ["augment=none", "scheduler=none", "learning_rate=1e-7"])
     pl.seed_everything(0)
-    vocab = Vocabulary.load(cfg.dataset_vocab)
-    featurizer = hydra.utils.instantiate(cfg.features)
-    module = build_module(cfg, vocab, featurizer)
-    datamodule = build_datamodule(cfg, vocab, featurizer)
-    datamodule.output_frames = module.output_frames
+    module, datamodule = build_parts(cfg)
     trainer = pl.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                          limit_val_batches=0, use_distributed_sampler=False)

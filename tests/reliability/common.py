@@ -7,14 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import hydra
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from lit_asr.data.datamodule import AsrDataModule
-from lit_asr.data.vocabulary import Vocabulary
-from lit_asr.models.asr_module import AsrModule
-from lit_asr.tasks.train import build_datamodule, build_module
+from lit_asr.tasks.train import build_parts  # noqa: F401 - re-exported for the reliability tests
 from test_checkpoints import FAST
 from tiny_data import overrides
 
@@ -60,11 +56,3 @@ def compose_config(tiny: dict, tmp: Path, *extra: str) -> DictConfig:
                        + FAST_OVERRIDES + list(extra))
 
 
-def build_parts(cfg: DictConfig) -> tuple[AsrModule, AsrDataModule]:
-    """The module and data module run.py's training builds, CTC feasibility filter wired up."""
-    vocab = Vocabulary.load(cfg.dataset_vocab)
-    featurizer = hydra.utils.instantiate(cfg.features)
-    module = build_module(cfg, vocab, featurizer)
-    dm = build_datamodule(cfg, vocab, featurizer)
-    dm.output_frames = module.output_frames
-    return module, dm

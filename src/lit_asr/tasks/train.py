@@ -61,6 +61,16 @@ def build_datamodule(cfg: DictConfig, vocabulary: Vocabulary, featurizer: Featur
         seed=cfg.seed, sortagrad_epochs=cfg.sortagrad_epochs)
 
 
+def build_parts(cfg: DictConfig) -> tuple[AsrModule, AsrDataModule]:
+    """The module and the data module of ``cfg``, wired so the data module drops CTC-infeasible utterances."""
+    vocabulary = Vocabulary.load(cfg.dataset_vocab)
+    featurizer = hydra.utils.instantiate(cfg.features)
+    module = build_module(cfg, vocabulary, featurizer)
+    datamodule = build_datamodule(cfg, vocabulary, featurizer)
+    datamodule.output_frames = module.output_frames
+    return module, datamodule
+
+
 def build_trainer(cfg: DictConfig, resuming: bool = False) -> pl.Trainer:
     """The Lightning Trainer with the configured callbacks and logger, plus the checks of callbacks/checkpoint.py."""
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
@@ -115,14 +125,10 @@ def initialise_from(module: AsrModule, pretrained: str) -> None:
 def run(cfg: DictConfig) -> float | None:
     """Train; returns the last ``val/cer`` so sweepers can optimise it."""
     pl.seed_everything(cfg.seed, workers=True)
-    vocabulary = Vocabulary.load(cfg.dataset_vocab)
-    featurizer = hydra.utils.instantiate(cfg.features)
-    module = build_module(cfg, vocabulary, featurizer)
+    module, datamodule = build_parts(cfg)
     resume = resume_checkpoint(cfg, module)
     if resume is None and cfg.pretrained_model:
         initialise_from(module, cfg.pretrained_model)
-    datamodule = build_datamodule(cfg, vocabulary, featurizer)
-    datamodule.output_frames = module.output_frames
     trainer = build_trainer(cfg, resuming=resume is not None)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
