@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from lit_asr.benchmark.compute import rnn_flops
-from lit_asr.benchmark.variants import PackedRNNStack, reverse_padded, with_rnn_stack
-from lit_asr.models.components.deepspeech2 import DeepSpeech2
+from lit_asr.benchmark.variants import PackedRNNStack, with_rnn_stack
+from lit_asr.models.components.deepspeech2 import DeepSpeech2, reverse_padded
 from tiny_checkpoint import tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,15 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from lit_asr.models.components.deepspeech2 import DeepSpeech2, RNNStack
-
-
-def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Reverse each (B, T, F) sequence within its first ``lengths[b]`` frames; padding stays where it is."""
-    t = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
-    lengths = lengths.to(x.device).unsqueeze(1)
-    index = torch.where(t < lengths, lengths - 1 - t, t)
-    return x.gather(1, index.unsqueeze(-1).expand_as(x))
+from lit_asr.models.components.deepspeech2 import DeepSpeech2, RNNStack, reverse_padded
 
 
 class PackedRNNStack(RNNStack):
