@@ -9,12 +9,12 @@ import soundfile
 import torch
 import torchaudio.functional as AF
 
-from lit_asr.errors import LitAsrError
+from lit_asr.errors import LitAsrError, first_line
 
 
 def _reason(path: str | Path, exc: Exception) -> str:
     # libsndfile repeats the path ("Error opening '/a.wav': Format not recognised."); the message names it already.
-    return str(exc).splitlines()[0].replace(f"Error opening {str(path)!r}: ", "") if str(exc) else type(exc).__name__
+    return first_line(exc).replace(f"Error opening {str(path)!r}: ", "")
 
 
 def audio_info(path: str | Path) -> tuple[int, int, int]:

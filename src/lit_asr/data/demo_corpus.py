@@ -22,7 +22,7 @@ import torchaudio.functional as AF
 from tqdm import tqdm
 
 from lit_asr.data.text import is_cjk, normalize_text
-from lit_asr.errors import LitAsrError
+from lit_asr.errors import LitAsrError, first_line
 
 FORTUNE_DIR = Path("/usr/share/games/fortunes")
 FORTUNE_FILES = tuple(FORTUNE_DIR / name for name in ("chinese", "tang300", "song100"))
@@ -149,7 +149,7 @@ def synthesize(job: SynthJob) -> str | None:
         out = subprocess.run(job.command(), capture_output=True, check=True, timeout=120).stdout
         wave, sr = soundfile.read(io.BytesIO(out), dtype="float32", always_2d=True)
     except (subprocess.SubprocessError, OSError, RuntimeError) as exc:
-        return f"{job.path.name} ({job.text}): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        return f"{job.path.name} ({job.text}): {first_line(exc)}"
     wave = torch.from_numpy(np.ascontiguousarray(wave.mean(axis=1)))
     if sr != SAMPLE_RATE:
         wave = AF.resample(wave, sr, SAMPLE_RATE)

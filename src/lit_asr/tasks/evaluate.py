@@ -27,6 +27,7 @@ from lit_asr.data.dataset import AsrDataset, collate
 from lit_asr.data.manifest import read_manifest
 from lit_asr.data.sampler import DurationBatchSampler
 from lit_asr.decoding.greedy import GreedyDecoder
+from lit_asr.errors import first_line
 from lit_asr.models.asr_module import AsrModule
 from lit_asr.models.loading import compute_log_probs, load_module
 from lit_asr.utils.checkpoints import checkpoint_to_evaluate
@@ -81,7 +82,7 @@ def load_log_probs(checkpoint: Path, cfg: DictConfig,
             return data, True
         except Exception as exc:  # noqa: BLE001 - truncated, foreign or pickled: recompute and overwrite it
             log.warning("ignoring unreadable cache entry %s (%s); computing the log-probabilities again",
-                        cache, str(exc).splitlines()[0][:200])
+                        cache, first_line(exc)[:200])
     data = _compute(get_module() if get_module else load_module(checkpoint), cfg)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)

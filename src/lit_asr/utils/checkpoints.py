@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from lit_asr.errors import LitAsrError
+from lit_asr.errors import LitAsrError, first_line
 
 log = logging.getLogger("lit_asr")
 
@@ -83,7 +82,7 @@ def unreadable_checkpoint(path: str | Path, exc: Exception) -> LitAsrError:
         # torch's own message goes on for lines and suggests weights_only=False: never for a file of unknown origin.
         why = "it holds objects other than tensors and plain data, which are never unpickled (that could run code)"
     else:
-        why = re.sub(r"\x1b\[[0-9;]*m", "", str(exc).splitlines()[0]) if str(exc).strip() else type(exc).__name__
+        why = first_line(exc)
     return LitAsrError(f"cannot read checkpoint {path}: {why}")
 
 
