@@ -1,0 +1,1 @@
+"""Recognition with a trained checkpoint: one inference path under eval, infer and serve."""
