@@ -4,6 +4,7 @@
     python scripts/prepare_data.py demo                       # synthesised Mandarin, no download
     python scripts/prepare_data.py aishell --root /data/aishell
     python scripts/prepare_data.py list --train-list train.tsv --test-list test.tsv
+    python scripts/prepare_data.py masr --train-manifest masr/dataset/manifest.train --test-manifest masr/dataset/manifest.test
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def _common_options() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command line of the three sources."""
+    """Command line of the four sources."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="source", required=True)
     common = _common_options()
@@ -58,6 +59,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     lst.add_argument("--train-list", required=True)
     lst.add_argument("--test-list", help="a separate test list, or use --test-fraction")
     lst.add_argument("--test-fraction", type=float, help="split --train-list into train and test")
+    masr = sub.add_parser("masr", parents=[common], help="MASR's JSON-lines manifests (re-checked, new vocabulary "
+                                                         "and mean/std)")
+    masr.add_argument("--train-manifest", required=True)
+    masr.add_argument("--test-manifest", required=True)
     args = parser.parse_args(argv)
     if args.source == "list" and (args.test_list is None) == (args.test_fraction is None):
         parser.error("list needs exactly one of --test-list and --test-fraction")
@@ -99,6 +104,11 @@ def run(args: argparse.Namespace) -> None:
         args.train_list, args.test_list, args.test_fraction = train_list, test_list, None
     if args.source == "aishell":
         candidates, pre_skipped = prepare.aishell_candidates(args.root, args.dev_as)
+    elif args.source == "masr":
+        candidates = {}
+        for split, manifest in (("train", args.train_manifest), ("test", args.test_manifest)):
+            candidates[split], bad = prepare.read_masr_manifest(manifest, split)
+            pre_skipped += bad
     else:
         train, bad = prepare.read_list(args.train_list, "train")
         pre_skipped += bad

@@ -81,7 +81,10 @@ def load_mean_std(path: str | Path, feature_config: dict | None = None) -> tuple
     """Read ``mean_std.npz``; if ``feature_config`` is given, refuse statistics made for other features."""
     path = Path(path)
     if not path.is_file():
-        raise LitAsrError(f"normalisation file not found: {path} (run scripts/prepare_data.py first)")
+        what = "a folder" if path.is_dir() else "not found"
+        raise LitAsrError(f"normalisation file {what}: {path} (run scripts/prepare_data.py first)")
+    if path.suffix == ".json":
+        raise _masr_statistics(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             mean, std = data["mean"], data["std"]
@@ -96,6 +99,21 @@ def load_mean_std(path: str | Path, feature_config: dict | None = None) -> tuple
             "re-run scripts/prepare_data.py with the same features"
         )
     return mean, std
+
+
+def _masr_statistics(path: Path) -> LitAsrError:
+    """Why a JSON statistics file (MASR's ``mean_istd.json``) is refused, and the command that replaces it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        is_masr = isinstance(data, dict) and {"mean", "istd"} <= set(data)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        is_masr = False
+    what = (f"MASR's mean_istd.json (statistics of MASR's {data.get('feature_method', 'own')} features, which "
+            "lit-asr computes differently, so they would normalise its features wrongly)" if is_masr
+            else "not a lit-asr normalisation file (mean_std.npz)")
+    return LitAsrError(f"{path} is {what}: compute lit-asr's from MASR's manifests with `python "
+                       "scripts/prepare_data.py masr --train-manifest M.train --test-manifest M.test`, then "
+                       "mean_std_path=dataset/mean_std.npz")
 
 
 def compute_mean_std(feature_batches) -> tuple[np.ndarray, np.ndarray, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from collections import Counter, defaultdict
@@ -78,6 +79,41 @@ def read_list(path: str | Path, split: str) -> tuple[list[Candidate], list[Skipp
         if not audio_path.is_absolute():
             audio_path = path.parent / audio_path
         items.append(Candidate(str(audio_path.resolve()), text))
+    return items, bad
+
+
+def read_masr_manifest(path: str | Path, split: str) -> tuple[list[Candidate], list[Skipped]]:
+    """Read a MASR manifest (JSON lines: ``audio_filepath``, ``text``, ``duration``) as candidates to re-check.
+
+    MASR writes audio paths relative to the folder it runs in; a relative path is tried from the current folder,
+    then from the manifest's. Segments of MASR's merged audio files (``start_time``/``end_time``) are skipped:
+    lit-asr reads whole files.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LitAsrError(f"MASR manifest not found: {path}")
+    items, bad = [], []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            bad.append(Skipped(where, "malformed line", split, f"not JSON: {exc.msg}"))
+            continue
+        if not isinstance(row, dict) or not isinstance(row.get("audio_filepath"), str) \
+                or not isinstance(row.get("text"), str):
+            bad.append(Skipped(where, "malformed line", split, "needs audio_filepath and text strings"))
+            continue
+        if "start_time" in row or "end_time" in row:
+            bad.append(Skipped(where, "segment of a merged file", split,
+                               "start_time/end_time: lit-asr reads whole audio files"))
+            continue
+        audio = Path(row["audio_filepath"])
+        if not audio.is_absolute() and not audio.exists():
+            audio = path.parent / audio
+        items.append(Candidate(str(audio.resolve()), row["text"]))
     return items, bad
 
 

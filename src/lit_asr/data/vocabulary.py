@@ -3,6 +3,10 @@
 File format (``vocabulary.txt``): one token per line, UTF-8. Line 0 is ``<blank>`` (the CTC blank, id 0),
 line 1 is ``<unk>`` (characters never seen in training), then the characters of the training transcripts by
 descending frequency. A space is written as ``<space>``.
+
+MASR's character vocabularies (``token<TAB>count`` lines, ``<blank>`` and ``<unk>`` first) are read as they are.
+MASR 3's sentencepiece vocabularies (``<eos>`` as the third token, pieces marked with ``▁``) are refused with the
+command that rebuilds a lit-asr dataset from MASR's manifests.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from lit_asr.errors import LitAsrError
 BLANK = "<blank>"
 UNK = "<unk>"
 SPACE = "<space>"
+MASR_EOS = "<eos>"  # MASR 3 (sentencepiece) reserves id 2 for it
+PIECE_MARK = "\u2581"  # sentencepiece's word-start mark "▁"
 
 
 class Vocabulary:
@@ -51,15 +57,23 @@ class Vocabulary:
 
     @classmethod
     def load(cls, path: str | Path) -> "Vocabulary":
-        """Read a vocabulary file written by :meth:`save`."""
+        """Read a vocabulary file written by :meth:`save`, or a MASR character vocabulary."""
         path = Path(path)
         if not path.is_file():
-            raise LitAsrError(f"vocabulary file not found: {path} (run scripts/prepare_data.py first)")
+            what = "a folder" if path.is_dir() else "not found"
+            raise LitAsrError(f"vocabulary file {what}: {path} (run scripts/prepare_data.py first)")
         try:
-            tokens = [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines()]
+            lines = path.read_text(encoding="utf-8").splitlines()
         except UnicodeDecodeError as exc:
             raise LitAsrError(f"vocabulary file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        return cls([t for t in tokens if t])
+        # MASR writes "token<TAB>count" (or "<TAB>score"); the token is the first field either way.
+        tokens = [SPACE if t == " " else t for t in (line.split("\t")[0] for line in lines) if t]
+        if len(tokens) > 2 and tokens[:3] == [BLANK, UNK, MASR_EOS] or any(t.startswith(PIECE_MARK) for t in tokens):
+            raise LitAsrError(
+                f"{path} is a MASR 3 sentencepiece vocabulary (<eos>, ▁-marked pieces), which lit-asr's character "
+                "vocabulary cannot encode with: rebuild the dataset folder from MASR's manifests with "
+                "`python scripts/prepare_data.py masr --train-manifest M.train --test-manifest M.test`")
+        return cls(tokens)
 
     def save(self, path: str | Path) -> None:
         """Write one token per line."""
