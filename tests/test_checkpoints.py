@@ -211,21 +211,42 @@ def test_longer_run_than_the_resumed_schedule_is_a_clear_error(tiny, trained, tm
         "error: the resumed learning-rate schedule covers 12 steps but this run needs 18")
 
 
-def test_pretrained_model_skips_layers_whose_shape_differs(trained, caplog):
+def test_pretrained_model_across_vocabularies_copies_shared_token_rows(trained, caplog):
     source = trained[0] / "models" / "deepspeech2" / "epoch_2"
     saved = torch.load(source / "model.ckpt", weights_only=True)
     hparams = dict(saved["hyper_parameters"])
-    hparams["vocabulary"] = hparams["vocabulary"] + ["龍"]
+    old_tokens = hparams["vocabulary"]
+    # Another dataset's vocabulary: two tokens gone, their order changed, two new ones.
+    new_tokens = old_tokens[:2] + list(reversed(old_tokens[4:])) + ["龍", "鳳"]
+    hparams["vocabulary"] = new_tokens
     hparams["mean"] = [0.0] * len(hparams["mean"])  # this run's own statistics must survive
     module = AsrModule(**hparams)
-    copied, skipped = load_pretrained_weights(module, source / "model.ckpt")
-    assert skipped == ["net.output.bias", "net.output.weight"]
+    fresh = {k: v.clone() for k, v in module.state_dict().items()}
+    init = load_pretrained_weights(module, source / "model.ckpt")
+    assert init.remapped == ["net.output.bias", "net.output.weight"] and init.skipped == []
+    assert (init.shared_tokens, init.new_tokens) == (len(new_tokens) - 2, 2)
     state = module.state_dict()
-    assert copied == len([k for k in saved["state_dict"] if not k.startswith("normalizer.")]) - 2
+    assert init.copied == len([k for k in saved["state_dict"] if not k.startswith("normalizer.")]) - 2
     for name, value in saved["state_dict"].items():
-        if name.startswith("net.") and name not in skipped:
+        if name.startswith("net.") and name not in init.remapped:
             assert torch.equal(state[name], value), name
+    for name in init.remapped:
+        for i, tok in enumerate(new_tokens):
+            expected = saved["state_dict"][name][old_tokens.index(tok)] if tok in old_tokens else fresh[name][i]
+            assert torch.equal(state[name][i], expected), (name, tok)
     assert torch.all(module.normalizer.mean == 0)
     with caplog.at_level("INFO", logger="lit_asr"):
         initialise_from(AsrModule(**hparams), str(source))
-    assert "skipped (shape differs): net.output.bias, net.output.weight" in caplog.text
+    assert f"matched by token: {len(new_tokens) - 2} tokens copied, 2 new tokens initialised" in caplog.text
+
+
+def test_pretrained_model_of_another_size_skips_what_differs_and_refuses_a_stranger(trained, tmp_path):
+    source = trained[0] / "models" / "deepspeech2" / "epoch_2"
+    hparams = dict(torch.load(source / "model.ckpt", weights_only=True)["hyper_parameters"])
+    hparams["model"] = {**hparams["model"], "rnn_size": hparams["model"]["rnn_size"] * 2}
+    init = load_pretrained_weights(AsrModule(**hparams), source / "model.ckpt")
+    assert init.copied > 0 and any(".rnn" in name for name in init.skipped)
+    stranger = tmp_path / "stranger.ckpt"
+    torch.save({"state_dict": {"encoder.weight": torch.zeros(3)}}, stranger)
+    with pytest.raises(LitAsrError, match="shares no tensor with this model"):
+        load_pretrained_weights(AsrModule(**hparams), stranger)

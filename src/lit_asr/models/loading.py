@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from lit_asr.errors import LitAsrError
 from lit_asr.models.asr_module import AsrModule
 from lit_asr.utils.checkpoints import read_checkpoint, unreadable_checkpoint
 
@@ -20,19 +22,64 @@ def load_module(checkpoint: str | Path, map_location: str = "cpu") -> AsrModule:
     return module.eval()
 
 
-def load_pretrained_weights(module: AsrModule, checkpoint: str | Path) -> tuple[int, list[str]]:
+@dataclass
+class PretrainedInit:
+    """What ``load_pretrained_weights`` copied: whole tensors, vocabulary rows, and what it left alone."""
+
+    copied: int = 0
+    skipped: list[str] = field(default_factory=list)
+    remapped: list[str] = field(default_factory=list)
+    shared_tokens: int = 0
+    new_tokens: int = 0
+
+
+def _token_rows(saved_tokens: list[str], tokens: list[str]) -> tuple[list[int], list[int]]:
+    """(rows in the new vocabulary, rows in the saved one) of every token both vocabularies hold."""
+    saved_index = {tok: i for i, tok in enumerate(saved_tokens)}
+    pairs = [(i, saved_index[tok]) for i, tok in enumerate(tokens) if tok in saved_index]
+    return [i for i, _ in pairs], [j for _, j in pairs]
+
+
+def load_pretrained_weights(module: AsrModule, checkpoint: str | Path) -> PretrainedInit:
     """Copy the checkpoint's weights into ``module`` where names and shapes match.
 
-    Returns (tensors copied, tensors skipped because their shape differs, e.g. the output layer for a new
-    vocabulary). The normaliser's statistics are never copied: they must match this run's data.
+    Tensors with one row per token (the output layer) are matched by token when the vocabularies differ: rows
+    of tokens both vocabularies hold are copied, rows of new tokens keep their fresh initialisation. Other
+    tensors whose shape differs are skipped. The normaliser's statistics are never copied: they must match this
+    run's data. A checkpoint that shares no tensor with the model is an error.
     """
     saved = read_checkpoint(checkpoint)
-    saved = saved.get("state_dict", saved)
+    saved_tokens = saved.get("hyper_parameters", {}).get("vocabulary")
+    state = saved.get("state_dict", saved)
     own = module.state_dict()
-    usable = {k: v for k, v in saved.items() if k in own and not k.startswith("normalizer.")}
-    matched = {k: v for k, v in usable.items() if v.shape == own[k].shape}
-    module.load_state_dict(matched, strict=False)
-    return len(matched), sorted(set(usable) - set(matched))
+    tokens = module.vocabulary.tokens
+    report = PretrainedInit()
+    new_rows, old_rows = _token_rows(saved_tokens, tokens) if saved_tokens else ([], [])
+    usable = {k: v for k, v in state.items() if k in own and not k.startswith("normalizer.")}
+    update = {}
+    for name, value in usable.items():
+        target = own[name]
+        if value.shape == target.shape and (not saved_tokens or saved_tokens == tokens
+                                            or value.shape[:1] != (len(tokens),)):
+            update[name] = value
+        elif (saved_tokens and new_rows and value.dim() >= 1 and value.shape[0] == len(saved_tokens)
+              and target.shape[0] == len(tokens) and value.shape[1:] == target.shape[1:]):
+            merged = target.clone()
+            merged[new_rows] = value[old_rows].to(merged.dtype)
+            update[name] = merged
+            report.remapped.append(name)
+        else:
+            report.skipped.append(name)
+    if not update:
+        raise LitAsrError(f"pretrained_model {checkpoint} shares no tensor with this model (is it a checkpoint of "
+                          "another model family or size?)")
+    module.load_state_dict(update, strict=False)
+    report.copied = len(update) - len(report.remapped)
+    report.skipped.sort()
+    report.remapped.sort()
+    if report.remapped:
+        report.shared_tokens, report.new_tokens = len(new_rows), len(tokens) - len(new_rows)
+    return report
 
 
 @torch.no_grad()

@@ -115,11 +115,13 @@ def resume_checkpoint(cfg: DictConfig, module: AsrModule) -> Path | None:
 
 
 def initialise_from(module: AsrModule, pretrained: str) -> None:
-    """Weights from ``pretrained`` where shapes match; fresh optimiser, schedule and counters."""
-    copied, skipped = load_pretrained_weights(module, checkpoint_file(pretrained))
+    """Weights from ``pretrained`` (matched by token where the vocabularies differ); fresh optimiser and counters."""
+    init = load_pretrained_weights(module, checkpoint_file(pretrained))
     if rank_zero_only.rank == 0:
-        log.info("pretrained_model: initialised %d tensors from %s%s", copied, pretrained,
-                 f"; skipped (shape differs): {', '.join(skipped)}" if skipped else "")
+        remapped = (f"; {', '.join(init.remapped)} matched by token: {init.shared_tokens} tokens copied, "
+                    f"{init.new_tokens} new tokens initialised" if init.remapped else "")
+        log.info("pretrained_model: initialised %d tensors from %s%s%s", init.copied, pretrained, remapped,
+                 f"; skipped (shape differs): {', '.join(init.skipped)}" if init.skipped else "")
 
 
 def run(cfg: DictConfig) -> float | None:
