@@ -19,6 +19,7 @@ from lit_asr.data.audio import audio_info, load_audio
 from lit_asr.data.features import FeatureExtractor, compute_mean_std, save_mean_std
 from lit_asr.data.manifest import ManifestEntry, write_manifest
 from lit_asr.data.text import normalize_text
+from lit_asr.data.tokenizer import TOKENIZER_TYPES, SentencePieceVocabulary
 from lit_asr.data.vocabulary import Vocabulary
 from lit_asr.errors import LitAsrError
 
@@ -299,6 +300,16 @@ class Summary:
     vocabulary_size: int
 
 
+def build_vocabulary(texts: Sequence[str], tokenizer: str, vocab_size: int,
+                     min_count: int) -> tuple[Vocabulary, str]:
+    """The vocabulary of the train transcripts and the file name it is saved under in the dataset folder."""
+    if tokenizer == "char":
+        return Vocabulary.build(texts, min_count=min_count), "vocabulary.txt"
+    if tokenizer not in TOKENIZER_TYPES:
+        raise LitAsrError(f"--tokenizer must be one of {', '.join(TOKENIZER_TYPES)}, not {tokenizer!r}")
+    return SentencePieceVocabulary.train(texts, tokenizer, vocab_size), "tokenizer.model"
+
+
 def prepare_dataset(
     candidates: dict[str, Sequence[Candidate]],
     out_dir: str | Path,
@@ -310,8 +321,15 @@ def prepare_dataset(
     min_count: int = 1,
     seed: int = 0,
     jobs: int | None = None,
+    tokenizer: str = "char",
+    vocab_size: int = 500,
 ) -> Summary:
-    """Check candidates and write manifests, ``vocabulary.txt``, ``mean_std.npz`` and ``skipped.tsv``."""
+    """Check candidates and write manifests, the vocabulary, ``mean_std.npz`` and ``skipped.tsv``.
+
+    ``tokenizer`` ``char`` writes ``vocabulary.txt`` (characters of the train transcripts seen ``min_count``
+    times); ``bpe`` or ``unigram`` trains a sentencepiece model of at most ``vocab_size`` pieces on them and writes
+    ``tokenizer.model``.
+    """
     policy = policy or Policy(sample_rate=extractor.sample_rate)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -332,8 +350,8 @@ def prepare_dataset(
     train, test = checked.entries["train"], checked.entries["test"]
     write_manifest(out_dir / "manifest.train", train)
     write_manifest(out_dir / "manifest.test", test)
-    vocab = Vocabulary.build((e.text for e in train), min_count=min_count)
-    vocab.save(out_dir / "vocabulary.txt")
+    vocab, vocab_file = build_vocabulary([e.text for e in train], tokenizer, vocab_size, min_count)
+    vocab.save(out_dir / vocab_file)
     mean, std, frames, used = feature_statistics(train, extractor, num_samples, seed, jobs)
     save_mean_std(out_dir / "mean_std.npz", mean, std, extractor.config, frames)
 
@@ -342,7 +360,7 @@ def prepare_dataset(
     print(f"wrote {out_dir}/")
     for split in SPLITS:
         print(f"  manifest.{split:<6} {kept[split]:>7} utterances, {hours[split]:.2f} h")
-    print(f"  vocabulary.txt  {len(vocab):>7} tokens (min_count={min_count}); "
+    print(f"  {vocab_file:<15} {len(vocab):>7} tokens ({tokenizer}); "
           f"{oov} test utterance(s) hold characters outside it")
     print(f"  mean_std.npz    {extractor.method} {extractor.dim}-dim, from {used} train utterances ({frames} frames)")
     print(f"  skipped.tsv     {len(skipped):>7} entries")

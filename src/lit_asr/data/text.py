@@ -9,6 +9,7 @@ _CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 # A space next to a CJK character carries no meaning: Mandarin transcripts are written without spaces.
 _SPACE_NEAR_CJK = re.compile(rf"(?<=[{_CJK}])\s+|\s+(?=[{_CJK}])")
 _WHITESPACE = re.compile(r"\s+")
+_CJK_CHAR = re.compile(rf"([{_CJK}])")
 
 
 def is_cjk(char: str) -> bool:
@@ -35,3 +36,8 @@ def normalize_text(text: str) -> str:
     text = _SPACE_NEAR_CJK.sub("", text)
     text = _WHITESPACE.sub(" ", text).strip()
     return text.strip("'").strip()
+
+
+def space_cjk(text: str) -> str:
+    """Normalised text with every CJK character standing as a word of its own ("用iphone拍" -> "用 iphone 拍")."""
+    return " ".join(_CJK_CHAR.sub(r" \1 ", text).split())

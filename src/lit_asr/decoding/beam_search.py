@@ -10,7 +10,8 @@ How MASR/DeepSpeech2's decoder settings map onto pyctcdecode:
   ("character mode") every CJK label gets the ``▁`` so that the LM scores each character as soon as the
   next one starts; other labels (Latin letters, digits, space) continue the current word, and the LM
   wrapper below splits such a word ("用iphone pro") into its LM tokens. Otherwise ("word mode", e.g.
-  English) the labels stay as they are and words are space-separated.
+  English) the labels stay as they are and words are space-separated. Sentencepiece pieces already carry
+  the ``▁`` (a CJK character is a piece of its own), so a subword vocabulary is BPE mode as it is.
 * ``cutoff_prob``/``cutoff_top_n`` keep DeepSpeech2's meaning exactly: per frame only the most probable
   tokens whose cumulative probability stays within ``cutoff_prob``, and at most ``cutoff_top_n`` of them,
   are expanded. pyctcdecode has no such knobs, so the other tokens' log-probabilities are masked before
@@ -114,7 +115,9 @@ class BeamSearchDecoder:
         self.cutoff_top_n = cutoff_top_n
         self.num_proc = num_proc_bsearch
         self.character_mode = is_character_vocabulary(self.labels)
-        alphabet = Alphabet(_decoder_labels(self.labels, self.character_mode), is_bpe=self.character_mode)
+        # Sentencepiece pieces ("▁new", "ew") are pyctcdecode's BPE mode as they are; characters get the mark above.
+        pieces = any(lab.startswith(WORD_START) for lab in self.labels)
+        alphabet = Alphabet(_decoder_labels(self.labels, self.character_mode), is_bpe=self.character_mode or pieces)
         if lang_model_path:
             language_model = self._load_lm(Path(lang_model_path), alpha, beta, unigrams)
         else:

@@ -13,6 +13,7 @@ from torchmetrics.text import CharErrorRate
 
 from lit_asr.data.features import FeatureExtractor, Normalizer
 from lit_asr.data.text import normalize_text
+from lit_asr.data.tokenizer import vocabulary_from_checkpoint
 from lit_asr.data.vocabulary import Vocabulary
 from lit_asr.decoding.greedy import greedy_decode
 
@@ -35,10 +36,11 @@ class AsrModule(pl.LightningModule):
         optimizer: dict,
         scheduler: dict | None = None,
         num_val_examples: int = 5,
+        tokenizer_model: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
-        self.vocabulary = Vocabulary(vocabulary)
+        self.vocabulary = vocabulary_from_checkpoint(vocabulary, tokenizer_model)
         self.featurizer = FeatureExtractor(**feature_config)
         self.normalizer = Normalizer(torch.tensor(mean), torch.tensor(std))
         self.net = hydra.utils.instantiate(model, input_dim=self.featurizer.dim, vocab_size=len(self.vocabulary))

@@ -21,7 +21,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
-from torchmetrics.functional.text import char_error_rate
+from torchmetrics.functional.text import char_error_rate, word_error_rate
 
 from lit_asr.data.dataset import AsrDataset, collate
 from lit_asr.data.manifest import read_manifest
@@ -116,16 +116,19 @@ def run(cfg: DictConfig) -> float:
     t3 = time.monotonic()
     t_model, t_setup, t_decode = t1 - t0, t2 - t1, t3 - t2
     cer = float(char_error_rate(hyps, texts))
+    # WER means something only where words are separated by spaces (English), not for Mandarin characters.
+    wer = float(word_error_rate(hyps, texts)) if any(" " in t for t in texts) else None
     # Greedy CER on the same log-probs is what the decoder's settings are judged against (and costs little).
     greedy_cer = cer if isinstance(decoder, GreedyDecoder) else float(
         char_error_rate(GreedyDecoder(labels).decode_batch(arrays), texts))
-    log.info("Test checkpoint: %s, utterances: %d, loss: %.5f, cer: %.5f (corpus-level; greedy: %.5f), "
+    log.info("Test checkpoint: %s, utterances: %d, loss: %.5f, cer: %.5f (corpus-level; greedy: %.5f)%s, "
              "model time: %.2fs%s, decoder setup: %.2fs, decode time: %.2fs", checkpoint, len(texts), loss, cer,
-             greedy_cer, t_model, " (cached)" if cached else "", t_setup, t_decode)
+             greedy_cer, "" if wer is None else f", wer: {wer:.5f}", t_model, " (cached)" if cached else "",
+             t_setup, t_decode)
     for ref, hyp in list(zip(texts, hyps))[:5]:
         log.info("  ref: %s\n  hyp: %s", ref, hyp)
     result = {"checkpoint": str(checkpoint), "manifest": str(cfg.test_manifest), "utterances": len(texts),
-              "loss": loss, "cer": cer, "greedy_cer": greedy_cer,
+              "loss": loss, "cer": cer, "greedy_cer": greedy_cer, "wer": wer,
               "decoder": OmegaConf.to_container(cfg.decoder, resolve=True), "cached": cached,
               "model_seconds": t_model, "decoder_setup_seconds": t_setup, "decode_seconds": t_decode,
               "audio_seconds": data["audio_seconds"], "decode_rtf": t_decode / max(data["audio_seconds"], 1e-9)}

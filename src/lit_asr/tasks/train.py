@@ -25,6 +25,7 @@ from lit_asr.callbacks.checkpoint import GracefulStop, LastBatchResume, Schedule
 from lit_asr.data.augment import WaveAugmentor
 from lit_asr.data.datamodule import AsrDataModule
 from lit_asr.data.features import FeatureExtractor, load_mean_std
+from lit_asr.data.tokenizer import load_vocabulary, tokenizer_model
 from lit_asr.data.vocabulary import Vocabulary
 from lit_asr.errors import LitAsrError
 from lit_asr.loggers.visualdl import VisualDLLogger
@@ -45,7 +46,7 @@ def build_module(cfg: DictConfig, vocabulary: Vocabulary, featurizer: FeatureExt
     mean, std = load_mean_std(cfg.mean_std_path, featurizer.config)
     return AsrModule(model=_plain(cfg.model), vocabulary=vocabulary.tokens, feature_config=featurizer.config,
                      mean=mean.tolist(), std=std.tolist(), optimizer=_plain(cfg.optimizer),
-                     scheduler=_plain(cfg.get("scheduler")))
+                     scheduler=_plain(cfg.get("scheduler")), tokenizer_model=tokenizer_model(vocabulary))
 
 
 def build_datamodule(cfg: DictConfig, vocabulary: Vocabulary, featurizer: FeatureExtractor) -> AsrDataModule:
@@ -63,7 +64,7 @@ def build_datamodule(cfg: DictConfig, vocabulary: Vocabulary, featurizer: Featur
 
 def build_parts(cfg: DictConfig) -> tuple[AsrModule, AsrDataModule]:
     """The module and the data module of ``cfg``, wired so the data module drops CTC-infeasible utterances."""
-    vocabulary = Vocabulary.load(cfg.dataset_vocab)
+    vocabulary = load_vocabulary(cfg.dataset_vocab, cfg.tokenizer.type)
     featurizer = hydra.utils.instantiate(cfg.features)
     module = build_module(cfg, vocabulary, featurizer)
     datamodule = build_datamodule(cfg, vocabulary, featurizer)
