@@ -12,15 +12,17 @@ DEMO_ARGS ?=
 # weigh this small LM too heavily
 DEMO_BEAM ?= decoder.alpha=1.0 decoder.beta=2.0
 
-.PHONY: demo test test-slow setup sysdeps data train eval lm sweep benchmark clean-demo
+.PHONY: demo demo-en data-en lm-en test test-slow setup sysdeps data train eval lm sweep benchmark clean-demo
 
 setup: sysdeps $(STAMP)
 
-# System packages: espeak-ng (speech synthesis for the demo), fortunes-zh (real Chinese text), sox.
+# System packages: espeak-ng (speech synthesis for the demos), fortunes-zh and fortunes (real Chinese and
+# English text), sox.
 sysdeps:
 	@missing=""; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	[ -f /usr/share/games/fortunes/tang300 ] || missing="$$missing fortunes-zh"; \
+	[ -f /usr/share/games/fortunes/wisdom ] || missing="$$missing fortunes"; \
 	command -v sox >/dev/null || missing="$$missing sox"; \
 	ldconfig -p | grep -q libsndfile || missing="$$missing libsndfile1"; \
 	if [ -n "$$missing" ]; then \
@@ -34,7 +36,7 @@ $(STAMP): setup.cfg pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 	$(PY) -m pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored" || true
-	$(PY) -c "import lit_asr, torch, torchaudio, pytorch_lightning, hydra, kenlm, pyctcdecode, visualdl"
+	$(PY) -c "import lit_asr, torch, torchaudio, pytorch_lightning, hydra, kenlm, pyctcdecode, visualdl, sentencepiece"
 	@touch $(STAMP)
 
 data: setup
@@ -55,6 +57,23 @@ eval: setup
 	$(PY) scripts/summarize_eval.py outputs/demo/eval_greedy outputs/demo/eval_beam
 
 demo: setup data lm train eval
+
+# The English demo: sentencepiece BPE pieces on espeak-ng English from the fortunes package (docs/tokenizers.md).
+DEMO_EN_DIR ?= demo_data_en
+DATASET_EN ?= dataset_en
+
+data-en: setup
+	$(PY) scripts/prepare_data.py demo --language en --corpus-dir $(DEMO_EN_DIR) --out $(DATASET_EN) \
+	  --tokenizer bpe --vocab-size 300 --num-train 3000 --num-test 200
+
+lm-en: setup
+	$(PY) scripts/build_lm.py --text $(DEMO_EN_DIR)/lm_text.txt --order 3 --output $(DATASET_EN)/lm.arpa
+
+demo-en: setup data-en lm-en
+	$(PY) run.py experiment=demo_en $(DEMO_ARGS)
+	$(PY) run.py task=eval experiment=demo_en hydra.run.dir=outputs/demo_en/eval_greedy $(DEMO_ARGS)
+	$(PY) run.py task=eval experiment=demo_en decoder=beam_search decoder.lang_model_path=$(DATASET_EN)/lm.arpa \
+	  decoder.alpha=0.5 decoder.beta=1.0 hydra.run.dir=outputs/demo_en/eval_beam $(DEMO_ARGS)
 
 # pytest exits 5 when it collects nothing (e.g. a marker selects no test): not a failure of the code.
 test: setup

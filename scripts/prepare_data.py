@@ -2,6 +2,7 @@
 """Build the dataset folder (manifests, vocabulary, mean/std) from the demo corpus, AISHELL-1 or list files.
 
     python scripts/prepare_data.py demo                       # synthesised Mandarin, no download
+    python scripts/prepare_data.py demo --language en --out dataset_en --tokenizer bpe --vocab-size 300
     python scripts/prepare_data.py aishell --root /data/aishell
     python scripts/prepare_data.py list --train-list train.tsv --test-list test.tsv
     python scripts/prepare_data.py masr --train-manifest masr/dataset/manifest.train --test-manifest masr/dataset/manifest.test
@@ -28,6 +29,10 @@ def _common_options() -> argparse.ArgumentParser:
                    help="feature config the mean/std is computed for (default: %(default)s)")
     g.add_argument("--num-samples", type=int, default=2000, help="train utterances sampled for mean/std")
     g.add_argument("--min-count", type=int, default=1, help="keep characters seen at least this often in train")
+    g.add_argument("--tokenizer", choices=["char", "bpe", "unigram"], default="char",
+                   help="char: vocabulary.txt of characters; bpe/unigram: a sentencepiece tokenizer.model "
+                        "(CJK characters stay one token each) (default: %(default)s)")
+    g.add_argument("--vocab-size", type=int, default=500, help="at most this many sentencepiece pieces")
     g.add_argument("--min-duration", type=float, default=0.5, help="seconds (default: %(default)s)")
     g.add_argument("--max-duration", type=float, default=20.0, help="seconds (default: %(default)s)")
     g.add_argument("--resample", action=argparse.BooleanOptionalAction, default=True,
@@ -43,13 +48,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sub = parser.add_subparsers(dest="source", required=True)
     common = _common_options()
 
-    demo = sub.add_parser("demo", parents=[common], help="synthesise a Mandarin corpus with espeak-ng")
-    demo.add_argument("--corpus-dir", default="demo_data", help="where wavs and train/test.tsv go")
+    demo = sub.add_parser("demo", parents=[common], help="synthesise a Mandarin (or English) corpus with espeak-ng")
+    demo.add_argument("--language", choices=["zh", "en"], default="zh",
+                      help="zh: Chinese fortunes-zh text; en: English text of the fortunes package")
+    demo.add_argument("--corpus-dir", help="where wavs and train/test.tsv go (default: demo_data, demo_data_en)")
     demo.add_argument("--num-train", type=int, default=8000)
     demo.add_argument("--num-test", type=int, default=400)
     demo.add_argument("--min-chars", type=int, default=4)
     demo.add_argument("--max-chars", type=int, default=16)
     demo.add_argument("--charset-size", type=int, default=1000, help="use only the N most frequent characters")
+    demo.add_argument("--min-words", type=int, default=3, help="--language en: shortest sentence in words")
+    demo.add_argument("--max-words", type=int, default=10, help="--language en: longest sentence in words")
+    demo.add_argument("--wordset-size", type=int, default=3000, help="--language en: use only the N most "
+                                                                      "frequent words")
 
     aishell = sub.add_parser("aishell", parents=[common], help="AISHELL-1 (data_aishell/wav + transcript)")
     aishell.add_argument("--root", required=True, help="folder holding data_aishell/")
@@ -89,18 +100,27 @@ def run(args: argparse.Namespace) -> None:
     extractor = load_extractor(args.features)
     pre_skipped: list = []
     if args.source == "demo":
-        from lit_asr.data import demo_corpus
+        from lit_asr.data import demo_corpus, demo_corpus_en
 
-        clauses = demo_corpus.read_clauses()
-        train_texts, test_texts = demo_corpus.select_sentences(
-            clauses, args.num_train, args.num_test, min_chars=args.min_chars,
-            max_chars=args.max_chars, charset_size=args.charset_size, seed=args.seed)
+        args.corpus_dir = args.corpus_dir or ("demo_data_en" if args.language == "en" else "demo_data")
+        if args.language == "en":
+            clauses = demo_corpus_en.read_sentences()
+            train_texts, test_texts = demo_corpus_en.select_sentences(
+                clauses, args.num_train, args.num_test, min_words=args.min_words, max_words=args.max_words,
+                wordset_size=args.wordset_size, seed=args.seed)
+            voice = {"voice": demo_corpus_en.VOICE, "probe_text": demo_corpus_en.PROBE_TEXT}
+        else:
+            clauses = demo_corpus.read_clauses()
+            train_texts, test_texts = demo_corpus.select_sentences(
+                clauses, args.num_train, args.num_test, min_chars=args.min_chars,
+                max_chars=args.max_chars, charset_size=args.charset_size, seed=args.seed)
+            voice = {}
         lm_text = Path(args.corpus_dir) / "lm_text.txt"
         Path(args.corpus_dir).mkdir(parents=True, exist_ok=True)
         count = demo_corpus.write_lm_text(clauses, test_texts, lm_text)
         print(f"wrote {lm_text}: {count} clauses of fortune text without the test sentences (for build_lm.py)")
         train_list, test_list = demo_corpus.build_demo_corpus(
-            args.corpus_dir, train_texts, test_texts, seed=args.seed, jobs=args.jobs)
+            args.corpus_dir, train_texts, test_texts, seed=args.seed, jobs=args.jobs, **voice)
         args.train_list, args.test_list, args.test_fraction = train_list, test_list, None
     if args.source == "aishell":
         candidates, pre_skipped = prepare.aishell_candidates(args.root, args.dev_as)
@@ -121,7 +141,8 @@ def run(args: argparse.Namespace) -> None:
     policy = prepare.Policy(sample_rate=extractor.sample_rate, min_duration=args.min_duration,
                             max_duration=args.max_duration, resample=args.resample)
     prepare.prepare_dataset(candidates, args.out, extractor, policy=policy, pre_skipped=pre_skipped,
-                            num_samples=args.num_samples, min_count=args.min_count, seed=args.seed, jobs=args.jobs)
+                            num_samples=args.num_samples, min_count=args.min_count, seed=args.seed, jobs=args.jobs,
+                            tokenizer=args.tokenizer, vocab_size=args.vocab_size)
 
 
 def main(argv: list[str] | None = None) -> int:

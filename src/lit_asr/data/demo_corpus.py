@@ -114,20 +114,21 @@ class SynthJob:
     variant: str
     speed: int
     pitch: int
+    voice: str = VOICE
 
     def command(self) -> list[str]:
         """The espeak-ng argument list (never a shell string)."""
-        voice = f"{VOICE}+{self.variant}" if self.variant else VOICE
+        voice = f"{self.voice}+{self.variant}" if self.variant else self.voice
         return ["espeak-ng", "-v", voice, "-s", str(self.speed), "-p", str(self.pitch), "--stdout", self.text]
 
 
-def plan_jobs(texts: Sequence[str], wav_dir: Path, split: str, seed: int) -> list[SynthJob]:
+def plan_jobs(texts: Sequence[str], wav_dir: Path, split: str, seed: int, voice: str = VOICE) -> list[SynthJob]:
     """Voice, speed and pitch per utterance, from the seed and the utterance's place only."""
     jobs = []
     for i, text in enumerate(texts):
         rng = random.Random(f"{seed}/{split}/{i}")
         jobs.append(SynthJob(text, wav_dir / f"{i:05d}.wav", rng.choice(VARIANTS),
-                             rng.randint(*SPEED_RANGE), rng.randint(*PITCH_RANGE)))
+                             rng.randint(*SPEED_RANGE), rng.randint(*PITCH_RANGE), voice))
     return jobs
 
 
@@ -175,13 +176,13 @@ def _forget_stale(tsv: Path, jobs: Sequence[SynthJob]) -> None:
             job.path.unlink()
 
 
-def check_espeak() -> None:
-    """Fail early, in one line, when espeak-ng or its Mandarin voice is missing."""
+def check_espeak(voice: str = VOICE, probe_text: str = "你好") -> None:
+    """Fail early, in one line, when espeak-ng or the voice is missing."""
     if shutil.which("espeak-ng") is None:
         raise LitAsrError("espeak-ng not found (apt-get install espeak-ng)")
-    probe = subprocess.run(["espeak-ng", "-v", VOICE, "-q", "-x", "你好"], capture_output=True, text=True)
+    probe = subprocess.run(["espeak-ng", "-v", voice, "-q", "-x", probe_text], capture_output=True, text=True)
     if probe.returncode != 0 or not probe.stdout.strip():
-        raise LitAsrError(f"espeak-ng has no {VOICE} voice: {probe.stderr.strip() or 'no phonemes'}")
+        raise LitAsrError(f"espeak-ng has no {voice} voice: {probe.stderr.strip() or 'no phonemes'}")
 
 
 def build_demo_corpus(
@@ -191,9 +192,11 @@ def build_demo_corpus(
     *,
     seed: int = 0,
     jobs: int | None = None,
+    voice: str = VOICE,
+    probe_text: str = "你好",
 ) -> tuple[Path, Path]:
     """Synthesise (or reuse) the wavs and write ``train.tsv``/``test.tsv`` (path<TAB>transcript)."""
-    check_espeak()
+    check_espeak(voice, probe_text)
     corpus_dir = Path(corpus_dir).resolve()
     todo: list[SynthJob] = []
     tsvs = []
@@ -201,7 +204,7 @@ def build_demo_corpus(
     for split, texts in (("train", train_texts), ("test", test_texts)):
         wav_dir = corpus_dir / "wav" / split
         wav_dir.mkdir(parents=True, exist_ok=True)
-        split_jobs = plan_jobs(texts, wav_dir, split, seed)
+        split_jobs = plan_jobs(texts, wav_dir, split, seed, voice)
         tsv = corpus_dir / f"{split}.tsv"
         _forget_stale(tsv, split_jobs)
         tsv.write_text("".join(f"{j.path}\t{j.text}\n" for j in split_jobs), encoding="utf-8")
