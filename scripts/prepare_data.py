@@ -38,6 +38,8 @@ def _common_options() -> argparse.ArgumentParser:
     g.add_argument("--resample", action=argparse.BooleanOptionalAction, default=True,
                    help="accept other sample rates (training resamples on load); --no-resample rejects them")
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--shards", help="also write the checked train split as WebDataset tar shards in this folder")
+    g.add_argument("--shard-size", type=int, default=1000, help="utterances per shard (default: %(default)s)")
     g.add_argument("--jobs", type=int, default=os.cpu_count(), help="parallel processes (default: all cores)")
     return p
 
@@ -143,6 +145,14 @@ def run(args: argparse.Namespace) -> None:
     prepare.prepare_dataset(candidates, args.out, extractor, policy=policy, pre_skipped=pre_skipped,
                             num_samples=args.num_samples, min_count=args.min_count, seed=args.seed, jobs=args.jobs,
                             tokenizer=args.tokenizer, vocab_size=args.vocab_size)
+    if args.shards:
+        from lit_asr.data.manifest import read_manifest
+        from lit_asr.data.shards import write_shards
+
+        entries, _ = read_manifest(Path(args.out) / "manifest.train")
+        shards = write_shards(entries, args.shards, args.shard_size)
+        print(f"  shards          {len(shards):>7} tar files of up to {args.shard_size} utterances in {args.shards}/ "
+              f"(train_shards={args.shards})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile
@@ -26,12 +27,17 @@ def audio_info(path: str | Path) -> tuple[int, int, int]:
     return info.frames, info.samplerate, info.channels
 
 
-def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
-    """1-D float32 waveform (integer formats scaled to [-1, 1]), channels averaged, resampled to ``sample_rate``."""
+def load_audio(path: str | Path | BinaryIO, sample_rate: int) -> torch.Tensor:
+    """1-D float32 waveform (integer formats scaled to [-1, 1]), channels averaged, resampled to ``sample_rate``.
+
+    ``path`` may also be a file-like object (a shard member's bytes; its ``name`` is used in messages).
+    """
+    source, name = (path, getattr(path, "name", "audio bytes")) if hasattr(path, "read") else (str(path), path)
     try:
-        data, sr = soundfile.read(str(path), dtype="float32", always_2d=True)
+        data, sr = soundfile.read(source, dtype="float32", always_2d=True)
     except Exception as exc:
-        raise LitAsrError(f"cannot read audio {path}: {_reason(path, exc)}") from None
+        raise LitAsrError(f"cannot read audio {name}: {_reason(name, exc)}") from None
+    path = name
     if data.shape[0] == 0:
         raise LitAsrError(f"audio {path} holds no samples")
     if not np.isfinite(data).all():

@@ -14,6 +14,7 @@ from lit_asr.data.dataset import AsrDataset, collate
 from lit_asr.data.features import FeatureExtractor, Normalizer, load_mean_std
 from lit_asr.data.manifest import ManifestEntry, read_manifest
 from lit_asr.data.sampler import DurationBatchSampler
+from lit_asr.data.shards import ShardedBatches, StepSampler, identity, read_index
 from lit_asr.data.vocabulary import Vocabulary
 from lit_asr.errors import LitAsrError
 
@@ -45,8 +46,11 @@ class AsrDataModule(pl.LightningDataModule):
         spec_augment: SpecAugment | None = None,
         seed: int = 0,
         sortagrad_epochs: int = 0,
+        train_shards: str | None = None,
+        shuffle_shards: int = 4,
     ):
         super().__init__()
+        self.train_shards, self.shuffle_shards = train_shards, shuffle_shards
         self.train_manifest, self.test_manifest = train_manifest, test_manifest
         self.vocabulary = vocabulary
         self.featurizer = featurizer
@@ -60,7 +64,7 @@ class AsrDataModule(pl.LightningDataModule):
         self.sortagrad_epochs = sortagrad_epochs
         # Set by the training task from the model, so CTC-infeasible utterances can be dropped up front.
         self.output_frames: Callable[[int], int] | None = None
-        self.train_set: AsrDataset | None = None
+        self.train_set: AsrDataset | ShardedBatches | None = None
         self.test_set: AsrDataset | None = None
 
     def _load(self, path: str, split: str) -> list[ManifestEntry]:
@@ -86,7 +90,20 @@ class AsrDataModule(pl.LightningDataModule):
             raise LitAsrError(f"{split}: no utterances left in {path} after the checks above")
         return entries
 
+    def _sharded_train_set(self) -> ShardedBatches:
+        # Transcripts live inside the shards: the CTC-feasibility filter cannot run up front; CTC's zero_infinity
+        # gives an infeasible utterance zero loss instead.
+        world, rank = self._ranks()
+        items = AsrDataset([], self.vocabulary, self.featurizer, self.normalizer, self.wave_augment, self.spec_augment)
+        dataset = ShardedBatches(read_index(self.train_shards), items, self.batch_size, self.max_batch_duration,
+                                 seed=self.seed, world=world, rank=rank, shuffle_shards=self.shuffle_shards)
+        log.info("train: %d shards from %s, %d steps per epoch on each of %d rank(s)", len(dataset.shards),
+                 self.train_shards, len(dataset), world)
+        return dataset
+
     def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.train_set is None and self.train_shards:
+            self.train_set = self._sharded_train_set()
         if stage in (None, "fit") and self.train_set is None:
             self.train_set = AsrDataset(self._load(self.train_manifest, "train"), self.vocabulary, self.featurizer,
                                         self.normalizer, self.wave_augment, self.spec_augment)
@@ -108,6 +125,10 @@ class AsrDataModule(pl.LightningDataModule):
                           persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self) -> DataLoader:
+        if isinstance(self.train_set, ShardedBatches):
+            return DataLoader(self.train_set, sampler=StepSampler(self.train_set), batch_size=None,
+                              collate_fn=identity, num_workers=self.num_workers,
+                              persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
         return self._loader(self.train_set, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import BinaryIO
 
 import torch
 from torch.utils.data import Dataset
@@ -42,18 +43,22 @@ class AsrDataset(Dataset):
     def __getitem__(self, index: int) -> dict | None:
         entry = self.entries[index]
         try:
-            wave = load_audio(entry.audio_filepath, self.featurizer.sample_rate)
+            return self.make_item(entry.audio_filepath, entry.text, entry.audio_filepath)
         except LitAsrError as exc:
             # One unreadable file must not end the epoch: report it and let collate drop it.
             log.warning("skipping utterance: %s (replace the file or remove it from the manifest)", exc)
             return None
+
+    def make_item(self, source: str | BinaryIO, text: str, audio: str) -> dict:
+        """One training item from an audio file or file-like object (a shard member); LitAsrError if unreadable."""
+        wave = load_audio(source, self.featurizer.sample_rate)
         if self.wave_augment is not None:
             wave = self.wave_augment(wave, self.featurizer.sample_rate)
         feats = self.normalizer(self.featurizer(wave))
         if self.spec_augment is not None:
             feats = self.spec_augment(feats)
-        tokens = torch.tensor(self.vocabulary.encode(entry.text), dtype=torch.long)
-        return {"feats": feats, "tokens": tokens, "text": entry.text, "audio": entry.audio_filepath}
+        tokens = torch.tensor(self.vocabulary.encode(text), dtype=torch.long)
+        return {"feats": feats, "tokens": tokens, "text": text, "audio": audio}
 
 
 def collate(items: list[dict | None]) -> dict:

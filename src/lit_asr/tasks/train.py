@@ -59,7 +59,8 @@ def build_datamodule(cfg: DictConfig, vocabulary: Vocabulary, featurizer: Featur
         featurizer=featurizer, mean_std_path=cfg.mean_std_path, min_duration=cfg.min_duration,
         max_duration=cfg.max_duration, batch_size=cfg.batch_size, max_batch_duration=cfg.max_batch_duration,
         num_workers=cfg.num_workers, wave_augment=wave if wave.perturbations else None, spec_augment=spec,
-        seed=cfg.seed, sortagrad_epochs=cfg.sortagrad_epochs)
+        seed=cfg.seed, sortagrad_epochs=cfg.sortagrad_epochs, train_shards=cfg.get("train_shards"),
+        shuffle_shards=cfg.get("shuffle_shards", 4))
 
 
 def build_parts(cfg: DictConfig) -> tuple[AsrModule, AsrDataModule]:

@@ -84,8 +84,13 @@ def check_config(cfg: DictConfig) -> None:
                           "raise max_batch_duration or lower max_duration")
     task = cfg.task.name if "task" in cfg and "name" in cfg.task else None
     for key, (what, advice) in _TASK_FILES.get(task, {}).items():
+        if key == "train_manifest" and cfg.get("train_shards"):
+            continue  # shards replace the train manifest
         if key in cfg:
             _require_file(key, cfg[key], what, advice)
+    if task == "train" and cfg.get("train_shards"):
+        _require_file("train_shards", str(Path(str(cfg.train_shards)) / "index.json"), "shard index",
+                      "or write shards with prepare_data.py ... --shards DIR")
     if task in _LM_TASKS and cfg.get("decoder") is not None:
         _require_file("decoder.lang_model_path", cfg.decoder.get("lang_model_path"), "language model",
                       "build one with scripts/build_lm.py, or decoder.lang_model_path=null for none")
