@@ -16,13 +16,16 @@ DEMO_BEAM ?= decoder.alpha=1.0 decoder.beta=2.0
 
 setup: sysdeps $(STAMP)
 
-# System packages: espeak-ng (speech synthesis for the demo), fortunes-zh (real Chinese text), sox.
+# System packages: espeak-ng (speech synthesis for the demo), fortunes-zh (real Chinese text), sox;
+# chromium + chromium-driver for the web page's real-browser test (tests/test_serve_browser.py).
 sysdeps:
 	@missing=""; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	[ -f /usr/share/games/fortunes/tang300 ] || missing="$$missing fortunes-zh"; \
 	command -v sox >/dev/null || missing="$$missing sox"; \
 	ldconfig -p | grep -q libsndfile || missing="$$missing libsndfile1"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -34,7 +37,8 @@ $(STAMP): setup.cfg pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 	$(PY) -m pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored" || true
-	$(PY) -c "import lit_asr, torch, torchaudio, pytorch_lightning, hydra, kenlm, pyctcdecode, visualdl"
+	$(PY) -c "import lit_asr, torch, torchaudio, pytorch_lightning, hydra, kenlm, pyctcdecode, visualdl, \
+	  fastapi, uvicorn, websockets, httpx, python_multipart, prometheus_client, selenium"
 	@touch $(STAMP)
 
 data: setup
