@@ -17,7 +17,7 @@ DEMO_BEAM ?= decoder.alpha=1.0 decoder.beta=2.0
 setup: sysdeps $(STAMP)
 
 # System packages: espeak-ng (speech synthesis for the demo), fortunes-zh (real Chinese text), sox;
-# chromium + chromium-driver for the web page's real-browser test (tests/test_serve_browser.py).
+# chromium, chromium-driver and a CJK font for the web page's real-browser test (tests/test_serve_browser.py).
 sysdeps:
 	@missing=""; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
@@ -26,6 +26,7 @@ sysdeps:
 	ldconfig -p | grep -q libsndfile || missing="$$missing libsndfile1"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing="$$missing fonts-wqy-microhei"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
