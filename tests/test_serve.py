@@ -14,6 +14,7 @@ import soundfile
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from lit_asr.errors import LitAsrError
 from lit_asr.inference.recognizer import Recognizer
 from lit_asr.serve.app import create_app
 from lit_asr.serve.client import pcm16
@@ -63,6 +64,14 @@ def assert_one_line_error(response, status: int) -> str:
 
 def expected(recognizer, audio, **kwargs) -> dict:
     return recognizer.transcribe(audio, **kwargs).to_dict()
+
+
+@pytest.mark.parametrize("key, value", [("port", 70000), ("port", "http"), ("workers", 0), ("queue_limit", -1),
+                                        ("max_streams", 1.5), ("max_upload_mb", 0), ("max_duration_s", "long"),
+                                        ("stream_idle_timeout_s", -3), ("retry_after_s", True)])
+def test_serve_settings_are_checked(key, value):
+    with pytest.raises(LitAsrError, match=f"serve.{key}="):
+        serve_settings(**{key: value})
 
 
 # ---- uploads ----
