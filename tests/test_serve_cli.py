@@ -36,6 +36,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow  # 30-40 s: a whole run.py start (torch, Hydra, model) plus a request and a graceful stop
 def test_run_py_task_serve_answers_until_interrupted(tiny, tmp_path):
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"),

@@ -101,7 +101,7 @@ def run(checkpoint: Path, audio: Path, overrides: list[str], seconds: float, cli
     settings = replace(settings, host="127.0.0.1", log_level="warning",
                        queue_limit=max(settings.queue_limit, max(clients)), max_streams=max(settings.max_streams,
                                                                                             max(streams)))
-    with Recognizer.from_checkpoint(checkpoint, decoder=cfg.decoder) as recognizer:
+    with Recognizer.from_config(cfg, checkpoint) as recognizer:
         wave = utterance(audio, seconds, recognizer.sample_rate)
         buffer = io.BytesIO()
         soundfile.write(buffer, wave, recognizer.sample_rate, format="WAV", subtype="PCM_16")

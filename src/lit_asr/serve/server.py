@@ -21,8 +21,11 @@ def uvicorn_config(app: FastAPI, settings: ServeSettings) -> uvicorn.Config:
 
 
 def serve_forever(app: FastAPI, settings: ServeSettings) -> None:
-    """Serve until Ctrl-C / SIGTERM."""
-    uvicorn.Server(uvicorn_config(app, settings)).run()
+    """Serve until Ctrl-C / SIGTERM; uvicorn finishes the requests in flight first."""
+    try:
+        uvicorn.Server(uvicorn_config(app, settings)).run()
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it has already handled with a graceful shutdown
 
 
 class BackgroundServer:

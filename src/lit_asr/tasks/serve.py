@@ -19,12 +19,13 @@ def run(cfg: DictConfig) -> None:
     from lit_asr.serve.server import serve_forever
 
     settings = ServeSettings.from_config(OmegaConf.to_container(cfg.serve, resolve=True))
-    recognizer = Recognizer.from_checkpoint(checkpoint_to_evaluate(cfg), decoder=cfg.decoder)
+    recognizer = Recognizer.from_config(cfg, checkpoint_to_evaluate(cfg))
     try:
         app = create_app(recognizer, settings)
         shown = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0") else settings.host
         log.info("serving on http://%s:%d/ (page, POST /v1/transcribe, WS /v1/stream, /health, /metrics)",
                  shown, settings.port)
         serve_forever(app, settings)
+        log.info("stopped")
     finally:
         recognizer.close()
