@@ -11,6 +11,8 @@ import time
 import numpy as np
 import pytest
 import soundfile
+import torch
+import torchaudio.functional as AF
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
@@ -18,7 +20,7 @@ from lit_asr.errors import LitAsrError
 from lit_asr.inference.recognizer import Recognizer
 from lit_asr.serve.app import create_app
 from lit_asr.serve.client import pcm16
-from serve_common import serve_settings, speech_files
+from serve_common import serve_settings, speech_files, streaming_recognizer
 from tiny_checkpoint import tiny_checkpoint
 from tiny_data import READABLE_VARIANTS, UNREADABLE_VARIANTS, write_audio_variants
 
@@ -32,6 +34,20 @@ def tiny(tmp_path_factory):
 def recognizer(tiny):
     with Recognizer.from_checkpoint(tiny["checkpoint"], device="cpu") as rec:
         yield rec
+
+
+@pytest.fixture(scope="module")
+def streaming(tiny, tmp_path_factory):
+    with streaming_recognizer(tiny, tmp_path_factory.mktemp("streaming")) as rec:
+        yield rec
+
+
+@pytest.fixture(scope="module", params=["bidirectional", "streaming"])
+def ws(request, recognizer, streaming):
+    """(recognizer, TestClient) for each kind of model: one buffers a stream, the other sends partials."""
+    rec = recognizer if request.param == "bidirectional" else streaming
+    with client_for(rec) as c:
+        yield rec, c
 
 
 @pytest.fixture(scope="module")
@@ -202,25 +218,29 @@ def stream_once(client, pcm: bytes, sample_rate: int | None = None, chunk: int =
     return messages
 
 
-def test_stream_final_is_the_recognizer_transcript_of_the_same_audio(client, recognizer, speech):
+def test_stream_final_is_the_recognizer_transcript_of_the_same_audio(ws, speech):
+    recognizer, client = ws
     wave, rate = soundfile.read(str(speech), dtype="float32")
     pcm = pcm16(wave)
     samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768
-    messages = stream_once(client, pcm)
+    messages = stream_once(client, pcm, chunk=3200)
     final = messages[-1]
     want = expected(recognizer, samples, sample_rate=rate)
+    assert want["text"], "the model should emit something: the comparison would be vacuous"
     assert final["final"] == want["text"] and final["segments"] == want["segments"]
+    assert final["chars"] == want["chars"] and final["rtf"] > 0
     assert final["duration"] == pytest.approx(len(wave) / rate, abs=1e-3)
-    partials = messages[:-1]
-    assert all(set(m) == {"partial"} for m in partials)
-    if not recognizer.streaming:
+    partials = [m["partial"] for m in messages[:-1]]
+    assert len(partials) == len(messages) - 1  # nothing but partials before the final
+    if recognizer.streaming:  # one partial per audio message, growing into the (greedy) final
+        assert len(partials) == -(-len(pcm) // 3200) and partials[-1] == final["final"]
+        assert all(b.startswith(a) for a, b in zip(partials, partials[1:])) and len(set(partials)) > 1
+    else:
         assert partials == []  # a bidirectional model answers once, at the end
 
 
-def test_stream_at_another_stated_rate(client, recognizer, speech):
-    import torch
-    import torchaudio.functional as AF
-
+def test_stream_at_another_stated_rate(ws, speech):
+    recognizer, client = ws
     wave, rate = soundfile.read(str(speech), dtype="float32")
     wave8k = AF.resample(torch.from_numpy(wave), rate, 8000).numpy()
     pcm = pcm16(wave8k)
@@ -243,7 +263,8 @@ def stream_error(client, *messages, read_first: int = 0) -> tuple[str, int]:
     return error, close.value.code
 
 
-def test_malformed_stream_messages_close_cleanly(client, recognizer, speech):
+def test_malformed_stream_messages_close_cleanly(ws, speech):
+    recognizer, client = ws
     audio = b"\x00\x01" * 800
     partials = 1 if recognizer.streaming else 0
     cases = [
@@ -285,7 +306,9 @@ def test_streams_beyond_max_streams_are_refused_with_1013(recognizer, speech):
         assert c.get("/metrics").text.count('lit_asr_rejected_total{endpoint="stream"} 1.0') == 1
 
 
-def test_a_client_vanishing_mid_stream_frees_its_slot(recognizer, speech):
+@pytest.mark.parametrize("kind", ["bidirectional", "streaming"])
+def test_a_client_vanishing_mid_stream_frees_its_slot(kind, recognizer, streaming, speech):
+    recognizer = recognizer if kind == "bidirectional" else streaming
     pcm = pcm16(soundfile.read(str(speech), dtype="float32")[0])
     with client_for(recognizer, max_streams=1) as c:
         for _ in range(3):  # each would be refused if a vanished stream kept its slot
