@@ -1,7 +1,8 @@
 """The page in a real browser: headless Debian chromium driven by Selenium against the service on loopback.
 
-A wav is uploaded and its transcript appears; with Chromium's fake microphone playing the same wav, the record
-button streams it and the final (after partials, for a streaming model) appears. A screenshot goes to the test's
+For each kind of model: a wav is uploaded and its transcript appears; with Chromium's fake microphone playing
+the same wav, the record button streams it and the final transcript appears, after partial ones for a streaming
+model. A screenshot goes to the test's
 tmp dir, and also to $SERVE_SCREENSHOT when set (docs/serve.png was made so).
 """
 
@@ -18,7 +19,7 @@ import soundfile
 from lit_asr.inference.recognizer import Recognizer
 from lit_asr.serve.app import create_app
 from lit_asr.serve.server import BackgroundServer
-from serve_common import serve_settings, speech_files
+from serve_common import serve_settings, speech_files, streaming_recognizer
 from tiny_checkpoint import tiny_checkpoint
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -46,13 +47,16 @@ def chromium(microphone: Path):
     return webdriver.Chrome(options=options, service=Service(executable_path=DRIVER))
 
 
-def test_upload_and_record_in_a_real_browser(tiny, tmp_path):
+@pytest.mark.parametrize("kind", ["bidirectional", "streaming"])
+def test_upload_and_record_in_a_real_browser(tiny, tmp_path, kind):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     speech = speech_files(tiny)[0]
     seconds = soundfile.info(str(speech)).duration
-    with Recognizer.from_checkpoint(tiny["checkpoint"], device="cpu") as recognizer:
+    model = Recognizer.from_checkpoint(tiny["checkpoint"], device="cpu") if kind == "bidirectional" else \
+        streaming_recognizer(tiny, tmp_path)
+    with model as recognizer:
         expected = recognizer.transcribe(speech).text or "(no speech recognised)"
         settings = serve_settings()
         with BackgroundServer(create_app(recognizer, settings), settings) as server:
@@ -92,7 +96,7 @@ def test_upload_and_record_in_a_real_browser(tiny, tmp_path):
                 if recognizer.streaming:
                     assert partials - {""}, "no partial transcript appeared while recording"
                 browser.save_screenshot(str(tmp_path / "serve.png"))
-                if os.environ.get("SERVE_SCREENSHOT"):
+                if os.environ.get("SERVE_SCREENSHOT") and recognizer.streaming:
                     browser.save_screenshot(os.environ["SERVE_SCREENSHOT"])
             finally:
                 browser.quit()

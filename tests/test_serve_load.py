@@ -15,10 +15,10 @@ from lit_asr.inference.recognizer import Recognizer
 from lit_asr.serve.app import create_app
 from lit_asr.serve.client import pcm16, stream, transcribe
 from lit_asr.serve.server import BackgroundServer
-from serve_common import rss_bytes, serve_settings, speech_files
+from serve_common import rss_bytes, serve_settings, speech_files, streaming_recognizer
 from tiny_checkpoint import tiny_checkpoint
 
-UPLOADS, STREAMS, ROUNDS = 32, 8, 3
+UPLOADS, STREAMS, ROUNDS = 32, 8, 2
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +26,12 @@ def tiny(tmp_path_factory):
     return tiny_checkpoint(tmp_path_factory)
 
 
-def test_32_uploads_and_8_streams_at_once(tiny):
+@pytest.mark.parametrize("kind", ["bidirectional", "streaming"])
+def test_32_uploads_and_8_streams_at_once(tiny, tmp_path, kind):
     files = speech_files(tiny)[:8]
-    with Recognizer.from_checkpoint(tiny["checkpoint"], device="cpu") as recognizer:
+    model = Recognizer.from_checkpoint(tiny["checkpoint"], device="cpu") if kind == "bidirectional" else \
+        streaming_recognizer(tiny, tmp_path)
+    with model as recognizer:
         uploads = [(f.read_bytes(), recognizer.transcribe(f).text) for f in files]
         streams = []
         for f in files:
@@ -55,6 +58,7 @@ def test_32_uploads_and_8_streams_at_once(tiny):
             for i, result in enumerate(results[UPLOADS:]):
                 assert result.error is None and result.close_code == 1000, (result.error, result.close_code)
                 assert result.final["final"] == streams[i % len(streams)][1]
+                assert bool(result.partials) is recognizer.streaming
 
         with BackgroundServer(create_app(recognizer, settings), settings) as server:
             asyncio.run(one_round())  # warm-up: first-use allocations are not a leak
