@@ -71,3 +71,39 @@ def test_32_uploads_and_8_streams_at_once(tiny, tmp_path, kind):
             assert httpx.get(f"{server.url}/health").status_code == 200
     assert counts["ok"] > 0
     assert after <= 1.10 * before, f"RSS grew from {before / 2**20:.0f} MiB to {after / 2**20:.0f} MiB"
+
+
+def test_clients_vanishing_on_a_real_socket(tiny, tmp_path):
+    """Connections cut mid-upload and mid-stream (no close frame, no full body): the server serves on."""
+    import json
+    import socket
+
+    import websockets
+
+    speech = speech_files(tiny)[0]
+    with streaming_recognizer(tiny, tmp_path) as recognizer:
+        settings = serve_settings(max_streams=2)
+        pcm = pcm16(soundfile.read(str(speech), dtype="float32")[0])
+        with BackgroundServer(create_app(recognizer, settings), settings) as server:
+            port = int(server.url.rsplit(":", 1)[1])
+
+            async def vanish() -> None:
+                for _ in range(3):  # more than max_streams: a leaked slot would refuse the last streams
+                    ws = await websockets.connect(f"{server.ws_url}/v1/stream")
+                    await ws.send(json.dumps({"sample_rate": 16000}))
+                    await ws.send(pcm[:6400])
+                    await ws.recv()  # the partial: the stream is live on the server
+                    await ws.send(pcm[6400:12800])
+                    ws.transport.abort()  # gone: no close frame
+                    with socket.create_connection(("127.0.0.1", port)) as sock:  # half an upload, then gone
+                        sock.sendall(b"POST /v1/transcribe HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+                                     + speech.read_bytes()[:5000])
+
+            asyncio.run(vanish())
+            result = asyncio.run(stream(server.ws_url, pcm, 16000))
+            samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768
+            assert result.final is not None and result.final["final"] == recognizer.transcribe(samples).text
+            with httpx.Client(timeout=60) as http:
+                assert http.post(f"{server.url}/v1/transcribe", content=speech.read_bytes()).status_code == 200
+                metrics = http.get(f"{server.url}/metrics").text
+            assert "lit_asr_active_streams 0.0" in metrics

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -13,8 +12,6 @@ from lit_asr.serve.metrics import ServeMetrics
 from lit_asr.serve.pool import WorkerPool
 from lit_asr.serve.settings import ServeSettings
 from lit_asr.serve.upload import AudioTooLong, audio_duration
-
-log = logging.getLogger("lit_asr")
 
 
 class Service:
