@@ -21,7 +21,7 @@ from tqdm import tqdm
 from lit_asr.data.text import normalize_text
 from lit_asr.data.vocabulary import UNK
 from lit_asr.decoding.greedy import GreedyDecoder
-from lit_asr.decoding.timestamps import frames_to_times, greedy_token_frames
+from lit_asr.decoding.timestamps import aligned_token_frames, frames_to_times, greedy_token_frames
 from lit_asr.errors import LitAsrError
 from lit_asr.inference.audio_input import AudioInput, open_audio
 from lit_asr.inference.device import resolve_device
@@ -110,15 +110,15 @@ class Recognizer:
         """Text and token times of one stretch of audio's log-probs, with the configured decoder.
 
         Times are seconds from ``offset`` (where the stretch starts in the input). Greedy decoding times each
-        token by its CTC spike; beam search by the frames pyctcdecode assigns to each word (a CJK character).
+        token by its CTC spike; other decoders' text (beam search) is force-aligned to the log-probs.
         """
         log_probs = np.asarray(log_probs, dtype=np.float32)
         with self._decode_lock:
-            if hasattr(self.decoder, "decode_with_frames"):
-                text, frames = self.decoder.decode_with_frames(log_probs)
-            else:
-                text = self.decoder.decode_batch([log_probs])[0]
-                frames = greedy_token_frames(log_probs, self._written)
+            text = self.decoder.decode_batch([log_probs])[0]
+        if isinstance(self.decoder, GreedyDecoder):
+            frames = greedy_token_frames(log_probs, self._written)
+        else:
+            frames = aligned_token_frames(log_probs, text, self._written)
         end = offset + len(log_probs) * self.frame_seconds
         return Segment(offset, end, text, frames_to_times(frames, self.frame_seconds, offset))
 
