@@ -26,6 +26,7 @@ CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER),
                                 reason="needs Debian's chromium and chromium-driver (installed by make setup)")
 WAIT_S = 60
+PHONE = {"width": 390, "height": 844, "pixelRatio": 2.0}  # CSS pixels of a mid-size phone
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +35,16 @@ def tiny(tmp_path_factory):
 
 
 def chromium(microphone: Path):
-    """Headless Chromium at a phone's width, with ``microphone`` as the fake capture device."""
+    """Headless Chromium emulating a phone's screen, with ``microphone`` as the fake capture device."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    # a headless window is at least 500 px wide: the phone's width comes from device emulation
+    options.add_experimental_option("mobileEmulation", {"deviceMetrics": PHONE})
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=412,915", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                "--window-size=500,1000", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                 f"--use-file-for-fake-audio-capture={microphone}%noloop", "--autoplay-policy=no-user-gesture-required"):
         options.add_argument(arg)
     return webdriver.Chrome(options=options, service=Service(executable_path=DRIVER))
@@ -67,6 +70,8 @@ def test_upload_and_record_in_a_real_browser(tiny, tmp_path, kind):
                 browser.get(server.url + "/")
                 wait.until(lambda _: not text("model").startswith("loading"))
                 assert "tokens" in text("model"), text("model")
+                # nothing sticks out sideways on the phone's width
+                assert browser.execute_script("return document.documentElement.scrollWidth") <= PHONE["width"]
 
                 browser.find_element(By.ID, "file").send_keys(str(speech))
                 browser.find_element(By.ID, "upload").click()
