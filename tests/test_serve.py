@@ -280,6 +280,8 @@ def test_malformed_stream_messages_close_cleanly(ws, speech):
         assert stream_error(client, *messages)[1] == code, messages
     error, code = stream_error(client, audio, '{"sample_rate": 8000}', read_first=partials)
     assert code == 1003 and "before the first audio" in error
+    error, code = stream_error(client, b"", '{"sample_rate": 8000}', read_first=partials)
+    assert code == 1003 and "before the first audio" in error
     assert stream_once(client, pcm16(soundfile.read(str(speech), dtype="float32")[0]))[-1]["final"] is not None
 
 

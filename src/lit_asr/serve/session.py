@@ -34,6 +34,7 @@ class StreamSession:
         self.max_duration_s = max_duration_s
         self.sample_rate: int = recognizer.sample_rate  # until the client states another
         self.samples = 0
+        self.audio_started = False  # any binary message, even an empty one, fixes the sample rate
         self.compute_seconds = 0.0
         self._stream = None
         self._buffer = bytearray()
@@ -61,7 +62,7 @@ class StreamSession:
             raise StreamError('unknown message: expected {"sample_rate": N} or {"eof": true}')
         if "sample_rate" in message:
             rate = message["sample_rate"]
-            if self.samples:
+            if self.audio_started:
                 raise StreamError("sample_rate must come before the first audio message")
             if isinstance(rate, bool) or not isinstance(rate, int) or not RATE_RANGE[0] <= rate <= RATE_RANGE[1]:
                 raise StreamError(f"sample_rate must be a whole number of Hz between {RATE_RANGE[0]} and "
@@ -73,6 +74,7 @@ class StreamSession:
         """Count a binary message's samples; StreamError for half a sample or audio over the duration limit."""
         if len(pcm) % 2:
             raise StreamError(f"audio messages must hold whole 16-bit samples; got {len(pcm)} bytes")
+        self.audio_started = True
         self.samples += len(pcm) // 2
         if self.duration > self.max_duration_s:
             raise StreamError(f"stream over {self.max_duration_s:g} s of audio (serve.max_duration_s)", code=1008)

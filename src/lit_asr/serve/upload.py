@@ -30,7 +30,7 @@ class BodyLimit:
     """ASGI middleware: 413 at once when Content-Length is over the limit, and a stop once a streamed body is.
 
     A chunked body has no length up front, so the count happens as the endpoint reads it: the endpoint sees
-    UploadTooLarge (an exception handler turns it into the 413) and the rest of the body is never read.
+    UploadTooLarge (and answers 413) and the rest of the body is never read.
     """
 
     def __init__(self, app: ASGIApp, limit_bytes: int, rejected: Callable[[], None] = lambda: None):
@@ -72,8 +72,8 @@ async def read_upload(request: Request) -> bytes:
         try:
             files = [value for value in form.values() if isinstance(value, UploadFile)]
             if not files:
-                raise LitAsrError(f"multipart request without a file: send the audio as a file field "
-                                  f"(curl -F file=@audio.wav)")
+                raise LitAsrError("multipart request without a file: send the audio as a file field "
+                                  "(curl -F file=@audio.wav)")
             data = await files[0].read()
         finally:
             await form.close()
