@@ -17,7 +17,8 @@ DEMO_BEAM ?= decoder.alpha=1.0 decoder.beta=2.0
 setup: sysdeps $(STAMP)
 
 # System packages: espeak-ng (speech synthesis for the demos), fortunes-zh and fortunes (real Chinese and
-# English text), sox.
+# English text), sox; chromium, chromium-driver and a CJK font for the web page's real-browser test
+# (tests/test_serve_browser.py).
 sysdeps:
 	@missing=""; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
@@ -25,6 +26,9 @@ sysdeps:
 	[ -f /usr/share/games/fortunes/wisdom ] || missing="$$missing fortunes"; \
 	command -v sox >/dev/null || missing="$$missing sox"; \
 	ldconfig -p | grep -q libsndfile || missing="$$missing libsndfile1"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing="$$missing fonts-wqy-microhei"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -36,7 +40,8 @@ $(STAMP): setup.cfg pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 	$(PY) -m pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored" || true
-	$(PY) -c "import lit_asr, torch, torchaudio, pytorch_lightning, hydra, kenlm, pyctcdecode, visualdl, sentencepiece, webdataset"
+	$(PY) -c "import lit_asr, torch, torchaudio, pytorch_lightning, hydra, kenlm, pyctcdecode, visualdl, silero_vad, \
+	  fastapi, uvicorn, websockets, httpx, python_multipart, prometheus_client, selenium, sentencepiece, webdataset"
 	@touch $(STAMP)
 
 data: setup

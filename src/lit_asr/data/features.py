@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import torchaudio
+import torchaudio.functional as AF
 from torch import nn
 
 from lit_asr.errors import LitAsrError
@@ -57,6 +59,93 @@ class FeatureExtractor(nn.Module):
         if wave.numel() < self.win_length:
             wave = torch.nn.functional.pad(wave, (0, self.win_length - wave.numel()))
         return torch.log(self.transform(wave) + self.eps).transpose(-1, -2).contiguous()
+
+
+class StreamResampler:
+    """Resamples a waveform arriving in pieces to exactly what ``torchaudio.functional.resample`` gives the whole.
+
+    torchaudio turns each block of ``orig`` input samples (rates divided by their gcd) into ``new`` output samples
+    with a sinc kernel reaching ``width`` samples either side; a block is emitted once that context has arrived,
+    by resampling a stretch that starts whole blocks of context earlier, so every kept sample sees the same input.
+    """
+
+    def __init__(self, orig_freq: int, new_freq: int, lowpass_filter_width: int = 6, rolloff: float = 0.99):
+        g = math.gcd(orig_freq, new_freq)
+        self.orig, self.new = orig_freq // g, new_freq // g
+        # torchaudio's kernel half-width for its defaults (lowpass_filter_width=6, rolloff=0.99), in whole blocks.
+        width = math.ceil(lowpass_filter_width * self.orig / (rolloff * min(self.orig, self.new)))
+        self.context = math.ceil(width / self.orig)
+        self.held = torch.zeros(0)
+        self.held_from = 0  # global block index of held[0]
+        self.next_block = 0  # first block not emitted yet
+        self.received = 0
+
+    def _emit(self, end_block: int, end_sample: int) -> torch.Tensor:
+        """Output of blocks [next_block, end_block), resampling input up to ``end_sample``."""
+        if end_block <= self.next_block:
+            return self.held.new_zeros(0)
+        start_block = max(0, self.next_block - self.context)
+        segment = self.held[(start_block - self.held_from) * self.orig:end_sample - self.held_from * self.orig]
+        out = AF.resample(segment, self.orig, self.new)
+        out = out[(self.next_block - start_block) * self.new:(end_block - start_block) * self.new]
+        self.next_block = end_block
+        keep_from = max(0, end_block - self.context)
+        self.held = self.held[(keep_from - self.held_from) * self.orig:]
+        self.held_from = keep_from
+        return out
+
+    def accept(self, wave: torch.Tensor) -> torch.Tensor:
+        """The output samples the input so far determines."""
+        self.held = torch.cat([self.held.to(wave), wave])
+        self.received += wave.numel()
+        end_block = self.received // self.orig - self.context
+        return self._emit(end_block, (end_block + self.context) * self.orig)
+
+    def finish(self) -> torch.Tensor:
+        """The rest, as torchaudio ends the whole waveform (zeros beyond the last sample, length rounded up)."""
+        total = -(-self.new * self.received // self.orig)  # ceil: torchaudio's output length
+        return self._emit(-(-total // self.new), self.received)  # the slice stops at ``total`` by itself
+
+
+class FeatureStream:
+    """Waveform pieces of any size (at ``sample_rate``) -> the feature frames they complete.
+
+    Leftover samples are carried to the next piece, so the frames, concatenated, equal ``extractor`` on the whole
+    waveform; a different input rate is resampled on the way, chunk-exact as well.
+    """
+
+    def __init__(self, extractor: FeatureExtractor, sample_rate: int | None = None):
+        self.extractor = extractor
+        self.device = next(extractor.buffers()).device  # the STFT window's: where the module was moved
+        rate = sample_rate or extractor.sample_rate
+        self.resampler = StreamResampler(rate, extractor.sample_rate) if rate != extractor.sample_rate else None
+        self.pending = torch.zeros(0, device=self.device)
+        self.frames = 0  # frames emitted so far
+        self.samples = 0  # samples (at the model's rate) received so far
+
+    def _frames(self, wave: torch.Tensor) -> torch.Tensor:
+        self.pending = torch.cat([self.pending, wave.to(self.device, torch.float32)])
+        self.samples += wave.numel()
+        n = self.extractor.num_frames(self.pending.numel())
+        if n == 0:
+            return torch.zeros(0, self.extractor.dim, device=self.device)
+        hop = self.extractor.hop_length
+        feats = self.extractor(self.pending[:(n - 1) * hop + self.extractor.win_length])
+        self.pending = self.pending[n * hop:]
+        self.frames += n
+        return feats
+
+    def accept(self, wave: torch.Tensor) -> torch.Tensor:
+        """Frames (frames, dim) completed by the next samples (1-D float, at the stream's rate)."""
+        return self._frames(self.resampler.accept(wave) if self.resampler else wave)
+
+    def finish(self) -> torch.Tensor:
+        """The frames still owed at the end (input shorter than one window still gives its one padded frame)."""
+        feats = self._frames(self.resampler.finish() if self.resampler else self.pending[:0])
+        if self.frames == 0 and self.samples > 0:
+            self.frames = 1
+            return self.extractor(self.pending)
+        return feats
 
 
 class Normalizer(nn.Module):

@@ -104,6 +104,8 @@ class BeamSearchDecoder:
         cutoff_top_n: int,
         num_proc_bsearch: int,
         unigrams: list[str] | None = None,
+        hotwords: list[str] | None = None,
+        hotword_weight: float = 3.0,
     ):
         if beam_size < 1 or cutoff_top_n < 1 or num_proc_bsearch < 1:
             raise LitAsrError("beam_size, cutoff_top_n and num_proc_bsearch must be at least 1")
@@ -125,6 +127,9 @@ class BeamSearchDecoder:
             logger.warning("no language model given: beam search runs without one (alpha and beta unused)")
         self._decoder = BeamSearchDecoderCTC(alphabet, language_model)
         self._pool: Pool | None = None
+        # pyctcdecode matches hotwords word by word: in character mode every CJK character is a word
+        self.hotwords = [" ".join(t) for t in (tokenize_for_lm(normalize_text(h)) for h in hotwords or []) if t]
+        self.hotword_weight = float(hotword_weight)
 
     def _load_lm(self, path: Path, alpha: float, beta: float, unigrams: list[str] | None):
         import kenlm
@@ -187,6 +192,8 @@ class BeamSearchDecoder:
             beam_width=self.beam_size,
             beam_prune_logp=_BEAM_PRUNE_LOGP,
             token_min_logp=_MIN_TOKEN_LOGP,
+            hotwords=self.hotwords or None,
+            hotword_weight=self.hotword_weight,
         )
         out = [""] * len(pruned)
         for i, text in zip(todo, texts):

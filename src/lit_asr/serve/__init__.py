@@ -1,0 +1,1 @@
+"""The web service: HTTP upload and WebSocket streaming over one Recognizer, plus the browser page."""
