@@ -4,6 +4,9 @@
     python scripts/prepare_data.py demo                       # synthesised Mandarin, no download
     python scripts/prepare_data.py aishell --root /data/aishell
     python scripts/prepare_data.py list --train-list train.tsv --test-list test.tsv
+
+Each writes manifest.train, manifest.dev (held out from train, or AISHELL-1's own dev set; alpha/beta and
+checkpoints are chosen on it) and manifest.test; the demo also writes manifest.test_degraded.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ def _common_options() -> argparse.ArgumentParser:
     g.add_argument("--resample", action=argparse.BooleanOptionalAction, default=True,
                    help="accept other sample rates (training resamples on load); --no-resample rejects them")
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--dev-fraction", type=float, default=0.05,
+                   help="share of train held out as dev, sentences disjoint from train and test; 0: no dev split "
+                        "(default: %(default)s; aishell uses its own dev set)")
     g.add_argument("--jobs", type=int, default=os.cpu_count(), help="parallel processes (default: all cores)")
     return p
 
@@ -49,19 +55,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     demo.add_argument("--min-chars", type=int, default=4)
     demo.add_argument("--max-chars", type=int, default=16)
     demo.add_argument("--charset-size", type=int, default=1000, help="use only the N most frequent characters")
+    demo.add_argument("--degraded-channel", default="conf/augment/degraded_test.yaml",
+                      help="augment config of the channel for manifest.test_degraded ('' for none; default: "
+                           "%(default)s)")
 
     aishell = sub.add_parser("aishell", parents=[common], help="AISHELL-1 (data_aishell/wav + transcript)")
     aishell.add_argument("--root", required=True, help="folder holding data_aishell/")
-    aishell.add_argument("--dev-as", choices=["train", "test", "skip"], default="skip")
+    aishell.add_argument("--dev-as", choices=["dev", "train", "test", "skip"], default="dev",
+                         help="where AISHELL-1's dev set goes (default: %(default)s, i.e. manifest.dev)")
 
     lst = sub.add_parser("list", parents=[common], help="audio<TAB>transcript list files")
     lst.add_argument("--train-list", required=True)
     lst.add_argument("--test-list", help="a separate test list, or use --test-fraction")
     lst.add_argument("--test-fraction", type=float, help="split --train-list into train and test")
+    lst.add_argument("--dev-list", help="a separate dev list (instead of --dev-fraction of train)")
     args = parser.parse_args(argv)
     if args.source == "list" and (args.test_list is None) == (args.test_fraction is None):
         parser.error("list needs exactly one of --test-list and --test-fraction")
     return args
+
+
+def _config_path(path: str) -> Path:
+    """``path``, or the same relative path in the repository when it is not found from here."""
+    config = Path(path)
+    if not config.is_file() and not config.is_absolute() and (REPO / config).is_file():
+        config = REPO / config
+    return config
 
 
 def load_extractor(path: str):
@@ -69,9 +88,7 @@ def load_extractor(path: str):
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    config = Path(path)
-    if not config.is_file() and not config.is_absolute() and (REPO / config).is_file():
-        config = REPO / config
+    config = _config_path(path)
     if not config.is_file():
         raise LitAsrError(f"feature config not found: {path}")
     return instantiate(OmegaConf.load(config))
@@ -90,28 +107,60 @@ def run(args: argparse.Namespace) -> None:
         train_texts, test_texts = demo_corpus.select_sentences(
             clauses, args.num_train, args.num_test, min_chars=args.min_chars,
             max_chars=args.max_chars, charset_size=args.charset_size, seed=args.seed)
-        lm_text = Path(args.corpus_dir) / "lm_text.txt"
         Path(args.corpus_dir).mkdir(parents=True, exist_ok=True)
-        count = demo_corpus.write_lm_text(clauses, test_texts, lm_text)
-        print(f"wrote {lm_text}: {count} clauses of fortune text without the test sentences (for build_lm.py)")
         train_list, test_list = demo_corpus.build_demo_corpus(
             args.corpus_dir, train_texts, test_texts, seed=args.seed, jobs=args.jobs)
-        args.train_list, args.test_list, args.test_fraction = train_list, test_list, None
+        args.train_list, args.test_list, args.test_fraction, args.dev_list = train_list, test_list, None, None
     if args.source == "aishell":
         candidates, pre_skipped = prepare.aishell_candidates(args.root, args.dev_as)
     else:
-        train, bad = prepare.read_list(args.train_list, "train")
-        pre_skipped += bad
-        if args.test_fraction is not None:
-            train, test = prepare.split_by_text(train, args.test_fraction, args.seed)
-        else:
-            test, bad = prepare.read_list(args.test_list, "test")
-            pre_skipped += bad
-        candidates = {"train": train, "test": test}
+        candidates, pre_skipped = list_candidates(args)
+    if args.source == "demo":
+        # The LM may read all fortune text but no dev or test sentence: alpha/beta tuned on dev stay honest.
+        held_out = [c.text for c in candidates["dev"] + candidates["test"]]
+        lm_text = Path(args.corpus_dir) / "lm_text.txt"
+        count = demo_corpus.write_lm_text(clauses, held_out, lm_text)
+        print(f"wrote {lm_text}: {count} clauses of fortune text without the dev and test sentences "
+              "(for build_lm.py)")
     policy = prepare.Policy(sample_rate=extractor.sample_rate, min_duration=args.min_duration,
                             max_duration=args.max_duration, resample=args.resample)
     prepare.prepare_dataset(candidates, args.out, extractor, policy=policy, pre_skipped=pre_skipped,
                             num_samples=args.num_samples, min_count=args.min_count, seed=args.seed, jobs=args.jobs)
+    if args.source == "demo" and args.degraded_channel:
+        write_degraded_test(args, extractor.sample_rate)
+
+
+def list_candidates(args: argparse.Namespace) -> tuple[dict[str, list], list]:
+    """Train, dev and test candidates of the list source (and of the demo, which writes lists)."""
+    from lit_asr.data import prepare
+
+    train, pre_skipped = prepare.read_list(args.train_list, "train")
+    if args.test_fraction is not None:
+        train, test = prepare.split_by_text(train, args.test_fraction, args.seed)
+    else:
+        test, bad = prepare.read_list(args.test_list, "test")
+        pre_skipped += bad
+    if args.dev_list:
+        dev, bad = prepare.read_list(args.dev_list, "dev")
+        pre_skipped += bad
+    else:
+        train, dev = prepare.hold_out_dev(train, test, args.dev_fraction, args.seed)
+    return {"train": train, "dev": dev, "test": test}, pre_skipped
+
+
+def write_degraded_test(args: argparse.Namespace, sample_rate: int) -> None:
+    """manifest.test_degraded: the test split through a fixed channel, its audio beside the corpus."""
+    from lit_asr.data.degraded import degrade, load_channel
+    from lit_asr.data.manifest import read_manifest, write_manifest
+
+    channel = load_channel(_config_path(args.degraded_channel))
+    entries, _ = read_manifest(Path(args.out) / "manifest.test")
+    wav_dir = Path(args.corpus_dir) / "wav" / "test_degraded"
+    degraded = degrade(entries, channel, wav_dir, seed=args.seed, sample_rate=sample_rate)
+    write_manifest(Path(args.out) / "manifest.test_degraded", degraded)
+    names = ", ".join(type(p).__name__ for p in channel.perturbations)
+    print(f"  manifest.test_degraded {len(degraded):>4} utterances through {names} ({args.degraded_channel}, "
+          f"seed {args.seed}); audio in {wav_dir}")
 
 
 def main(argv: list[str] | None = None) -> int:
