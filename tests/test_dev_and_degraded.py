@@ -111,3 +111,21 @@ def test_degraded_manifest_reads_back(tmp_path):
     write_manifest(tmp_path / "manifest.test_degraded", out)
     read, _ = read_manifest(tmp_path / "manifest.test_degraded")
     assert read == out and Path(read[0].audio_filepath).parent == tmp_path / "deg"
+
+
+def test_a_dev_manifest_that_was_set_must_exist(dataset, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from lit_asr.errors import LitAsrError
+    from lit_asr.utils.config_check import check_config
+
+    paths, _, _, mean_std = dataset
+    vocab = tmp_path / "vocabulary.txt"
+    dataset[1].save(vocab)
+    base = [f"train_manifest={paths['train']}", f"test_manifest={paths['test']}", f"dataset_vocab={vocab}",
+            f"mean_std_path={mean_std}", f"save_model_path={tmp_path / 'models'}"]
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        check_config(compose("config", overrides=base))  # dev_manifest=null: found beside test, or test
+        check_config(compose("config", overrides=base + [f"dev_manifest={paths['dev']}"]))
+        with pytest.raises(LitAsrError, match="dev_manifest="):
+            check_config(compose("config", overrides=base + [f"dev_manifest={tmp_path / 'nowhere'}"]))
