@@ -6,6 +6,9 @@
     python scripts/prepare_data.py aishell --root /data/aishell
     python scripts/prepare_data.py list --train-list train.tsv --test-list test.tsv
     python scripts/prepare_data.py masr --train-manifest masr/dataset/manifest.train --test-manifest masr/dataset/manifest.test
+
+Each writes manifest.train, manifest.dev (held out from train, or AISHELL-1's own dev set; alpha/beta and
+checkpoints are chosen on it) and manifest.test; the demo also writes manifest.test_degraded.
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ def _common_options() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--shards", help="also write the checked train split as WebDataset tar shards in this folder")
     g.add_argument("--shard-size", type=int, default=1000, help="utterances per shard (default: %(default)s)")
+    g.add_argument("--dev-fraction", type=float, default=0.05,
+                   help="share of train held out as dev, sentences disjoint from train and test; 0: no dev split "
+                        "(default: %(default)s; aishell uses its own dev set)")
     g.add_argument("--jobs", type=int, default=os.cpu_count(), help="parallel processes (default: all cores)")
     return p
 
@@ -63,17 +69,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     demo.add_argument("--max-words", type=int, default=10, help="--language en: longest sentence in words")
     demo.add_argument("--wordset-size", type=int, default=3000, help="--language en: use only the N most "
                                                                       "frequent words")
+    demo.add_argument("--degraded-channel", default="conf/augment/degraded_test.yaml",
+                      help="augment config of the channel for manifest.test_degraded ('' for none; default: "
+                           "%(default)s)")
 
     aishell = sub.add_parser("aishell", parents=[common], help="AISHELL-1 (data_aishell/wav + transcript)")
     aishell.add_argument("--root", required=True, help="folder holding data_aishell/")
-    aishell.add_argument("--dev-as", choices=["train", "test", "skip"], default="skip")
+    aishell.add_argument("--dev-as", choices=["dev", "train", "test", "skip"], default="dev",
+                         help="where AISHELL-1's dev set goes (default: %(default)s, i.e. manifest.dev)")
 
     lst = sub.add_parser("list", parents=[common], help="audio<TAB>transcript list files")
     lst.add_argument("--train-list", required=True)
     lst.add_argument("--test-list", help="a separate test list, or use --test-fraction")
     lst.add_argument("--test-fraction", type=float, help="split --train-list into train and test")
+    lst.add_argument("--dev-list", help="a separate dev list (instead of --dev-fraction of train)")
+
     masr = sub.add_parser("masr", parents=[common], help="MASR's JSON-lines manifests (re-checked, new vocabulary "
-                                                         "and mean/std)")
+                                                         "and mean/std; dev held out from train)")
     masr.add_argument("--train-manifest", required=True)
     masr.add_argument("--test-manifest", required=True)
     args = parser.parse_args(argv)
@@ -82,14 +94,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _config_path(path: str) -> Path:
+    """``path``, or the same relative path in the repository when it is not found from here."""
+    config = Path(path)
+    if not config.is_file() and not config.is_absolute() and (REPO / config).is_file():
+        config = REPO / config
+    return config
+
+
 def load_extractor(path: str):
     """Instantiate the feature extractor from a Hydra feature config (relative paths also tried from the repo)."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    config = Path(path)
-    if not config.is_file() and not config.is_absolute() and (REPO / config).is_file():
-        config = REPO / config
+    config = _config_path(path)
     if not config.is_file():
         raise LitAsrError(f"feature config not found: {path}")
     return instantiate(OmegaConf.load(config))
@@ -117,13 +135,10 @@ def run(args: argparse.Namespace) -> None:
                 clauses, args.num_train, args.num_test, min_chars=args.min_chars,
                 max_chars=args.max_chars, charset_size=args.charset_size, seed=args.seed)
             voice = {}
-        lm_text = Path(args.corpus_dir) / "lm_text.txt"
         Path(args.corpus_dir).mkdir(parents=True, exist_ok=True)
-        count = demo_corpus.write_lm_text(clauses, test_texts, lm_text)
-        print(f"wrote {lm_text}: {count} clauses of fortune text without the test sentences (for build_lm.py)")
         train_list, test_list = demo_corpus.build_demo_corpus(
             args.corpus_dir, train_texts, test_texts, seed=args.seed, jobs=args.jobs, **voice)
-        args.train_list, args.test_list, args.test_fraction = train_list, test_list, None
+        args.train_list, args.test_list, args.test_fraction, args.dev_list = train_list, test_list, None, None
     if args.source == "aishell":
         candidates, pre_skipped = prepare.aishell_candidates(args.root, args.dev_as)
     elif args.source == "masr":
@@ -131,15 +146,17 @@ def run(args: argparse.Namespace) -> None:
         for split, manifest in (("train", args.train_manifest), ("test", args.test_manifest)):
             candidates[split], bad = prepare.read_masr_manifest(manifest, split)
             pre_skipped += bad
+        candidates["train"], candidates["dev"] = prepare.hold_out_dev(candidates["train"], candidates["test"],
+                                                                      args.dev_fraction, args.seed)
     else:
-        train, bad = prepare.read_list(args.train_list, "train")
-        pre_skipped += bad
-        if args.test_fraction is not None:
-            train, test = prepare.split_by_text(train, args.test_fraction, args.seed)
-        else:
-            test, bad = prepare.read_list(args.test_list, "test")
-            pre_skipped += bad
-        candidates = {"train": train, "test": test}
+        candidates, pre_skipped = list_candidates(args)
+    if args.source == "demo":
+        # The LM may read all fortune text but no dev or test sentence: alpha/beta tuned on dev stay honest.
+        held_out = [c.text for c in candidates["dev"] + candidates["test"]]
+        lm_text = Path(args.corpus_dir) / "lm_text.txt"
+        count = demo_corpus.write_lm_text(clauses, held_out, lm_text)
+        print(f"wrote {lm_text}: {count} clauses of fortune text without the dev and test sentences "
+              "(for build_lm.py)")
     policy = prepare.Policy(sample_rate=extractor.sample_rate, min_duration=args.min_duration,
                             max_duration=args.max_duration, resample=args.resample)
     prepare.prepare_dataset(candidates, args.out, extractor, policy=policy, pre_skipped=pre_skipped,
@@ -153,6 +170,41 @@ def run(args: argparse.Namespace) -> None:
         shards = write_shards(entries, args.shards, args.shard_size)
         print(f"  shards          {len(shards):>7} tar files of up to {args.shard_size} utterances in {args.shards}/ "
               f"(train_shards={args.shards})")
+    if args.source == "demo" and args.degraded_channel:
+        write_degraded_test(args, extractor.sample_rate)
+
+
+def list_candidates(args: argparse.Namespace) -> tuple[dict[str, list], list]:
+    """Train, dev and test candidates of the list source (and of the demo, which writes lists)."""
+    from lit_asr.data import prepare
+
+    train, pre_skipped = prepare.read_list(args.train_list, "train")
+    if args.test_fraction is not None:
+        train, test = prepare.split_by_text(train, args.test_fraction, args.seed)
+    else:
+        test, bad = prepare.read_list(args.test_list, "test")
+        pre_skipped += bad
+    if args.dev_list:
+        dev, bad = prepare.read_list(args.dev_list, "dev")
+        pre_skipped += bad
+    else:
+        train, dev = prepare.hold_out_dev(train, test, args.dev_fraction, args.seed)
+    return {"train": train, "dev": dev, "test": test}, pre_skipped
+
+
+def write_degraded_test(args: argparse.Namespace, sample_rate: int) -> None:
+    """manifest.test_degraded: the test split through a fixed channel, its audio beside the corpus."""
+    from lit_asr.data.degraded import degrade, load_channel
+    from lit_asr.data.manifest import read_manifest, write_manifest
+
+    channel = load_channel(_config_path(args.degraded_channel))
+    entries, _ = read_manifest(Path(args.out) / "manifest.test")
+    wav_dir = Path(args.corpus_dir) / "wav" / "test_degraded"
+    degraded = degrade(entries, channel, wav_dir, seed=args.seed, sample_rate=sample_rate)
+    write_manifest(Path(args.out) / "manifest.test_degraded", degraded)
+    names = ", ".join(type(p).__name__ for p in channel.perturbations)
+    print(f"  manifest.test_degraded {len(degraded):>4} utterances through {names} ({args.degraded_channel}, "
+          f"seed {args.seed}); audio in {wav_dir}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,8 @@ import soundfile
 
 from lit_asr.data import demo_corpus
 from lit_asr.data.features import FeatureExtractor
-from lit_asr.data.prepare import Candidate, Policy, aishell_candidates, prepare_dataset, read_list, split_by_text
+from lit_asr.data.prepare import (Candidate, Policy, aishell_candidates, hold_out_dev, prepare_dataset, read_list,
+                                  split_by_text)
 from lit_asr.data.text import is_cjk
 from lit_asr.errors import LitAsrError
 
@@ -118,6 +119,22 @@ def test_test_fraction_keeps_one_transcript_on_one_side(tmp_path):
         split_by_text(items, 1.5, seed=1)
 
 
+def test_dev_is_held_out_from_train_with_sentences_in_neither_train_nor_test():
+    texts = [f"句子{i:02d}" for i in range(40)]
+    train = [Candidate(f"/a/{i}_{r}.wav", texts[i]) for i in range(40) for r in range(2)]
+    test = [Candidate(f"/t/{i}.wav", texts[i]) for i in range(10)]  # test repeats ten train sentences
+    rest, dev = hold_out_dev(train, test, 0.1, seed=3)
+    assert len(dev) == 8 and len(rest) == 72 and sorted(rest + dev, key=train.index) == train
+    dev_texts = {c.text for c in dev}
+    assert not dev_texts & {c.text for c in rest} and not dev_texts & {c.text for c in test}
+    assert [c for c in train if c in rest] == rest  # list order kept
+    assert hold_out_dev(train, test, 0.1, seed=3) == (rest, dev)
+    assert hold_out_dev(train, test, 0.1, seed=4) != (rest, dev)
+    assert hold_out_dev(train, test, 0.0, seed=3) == (train, [])
+    with pytest.raises(LitAsrError, match="--dev-fraction"):
+        hold_out_dev(train, test, 1.0, seed=3)
+
+
 def test_aishell_layout(tmp_path, write_wav):
     base = tmp_path / "aishell" / "data_aishell"
     for split, spk, utt in [("train", "S0002", "BAC009S0002W0122"), ("train", "S0002", "BAC009S0002W0123"),
@@ -133,13 +150,15 @@ def test_aishell_layout(tmp_path, write_wav):
     found, skipped = aishell_candidates(tmp_path / "aishell")
     assert [Path(c.audio).stem for c in found["train"]] == ["BAC009S0002W0122", "BAC009S0002W0123"]
     assert [Path(c.audio).stem for c in found["test"]] == ["BAC009S0764W0121"]
+    assert [Path(c.audio).stem for c in found["dev"]] == ["BAC009S0724W0121"]  # its own dev set by default
     assert [(Path(s.path).stem, s.reason) for s in skipped] == [("BAC009S0003W0999", "no transcript")]
     found, _ = aishell_candidates(base, dev_as="train")  # data_aishell itself works as the root too
-    assert len(found["train"]) == 3
+    assert len(found["train"]) == 3 and not found["dev"]
 
     out = tmp_path / "out"
     summary = prepare_dataset(found, out, FeatureExtractor(), pre_skipped=skipped, num_samples=5, jobs=1)
-    assert summary.counts == {"train": 3, "test": 1}
+    assert summary.counts == {"train": 3, "dev": 0, "test": 1}
+    assert not (out / "manifest.dev").exists()  # no dev candidates: training falls back to test
     assert _manifest(out / "manifest.train")[0]["text"] == "而对楼市成交抑制作用最大的限购"
     assert _skipped(out)[0]["reason"] == "no transcript"
 
@@ -152,6 +171,8 @@ def test_cli_list_with_test_fraction_and_linear_features(tmp_path, write_wav):
     assert result.returncode == 0, result.stderr
     assert "manifest.train" in result.stdout and "vocabulary.txt" in result.stdout
     assert len(_manifest(tmp_path / "ds" / "manifest.test")) == 2
+    dev, train = _manifest(tmp_path / "ds" / "manifest.dev"), _manifest(tmp_path / "ds" / "manifest.train")
+    assert len(dev) == 1 and len(train) == 5 and not {e["text"] for e in dev} & {e["text"] for e in train}
     with np.load(tmp_path / "ds" / "mean_std.npz") as stats:
         assert stats["mean"].shape == (161,)
 
@@ -227,14 +248,23 @@ def test_demo_reuses_wavs_only_for_the_same_text(tmp_path):
 
 def test_cli_demo_end_to_end(tmp_path, clauses):
     args = ["demo", "--num-train", "12", "--num-test", "4", "--num-samples", "10", "--corpus-dir", "corpus",
-            "--out", "ds", "--seed", "7", "--min-duration", "0.1"]
+            "--out", "ds", "--seed", "7", "--min-duration", "0.1", "--dev-fraction", "0.25"]
     result = _cli(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    train, test = _manifest(tmp_path / "ds" / "manifest.train"), _manifest(tmp_path / "ds" / "manifest.test")
-    assert len(train) == 12 and len(test) == 4
-    assert not {e["text"] for e in train} & {e["text"] for e in test}
+    ds = tmp_path / "ds"
+    train, dev, test = (_manifest(ds / f"manifest.{s}") for s in ("train", "dev", "test"))
+    assert len(train) == 9 and len(dev) == 3 and len(test) == 4
+    texts = [{e["text"] for e in split} for split in (train, dev, test)]
+    assert not texts[0] & texts[1] and not texts[0] & texts[2] and not texts[1] & texts[2]
+    lm_text = set((tmp_path / "corpus" / "lm_text.txt").read_text(encoding="utf-8").splitlines())
+    assert not lm_text & (texts[1] | texts[2])  # the LM never reads a dev or test sentence
+    degraded = _manifest(ds / "manifest.test_degraded")
+    assert [e["text"] for e in degraded] == [e["text"] for e in test]
+    assert all(Path(e["audio_filepath"]).parent == tmp_path / "corpus" / "wav" / "test_degraded" for e in degraded)
+    assert [e["duration"] for e in degraded] == pytest.approx([e["duration"] for e in test], abs=1e-3)
     assert len(list((tmp_path / "corpus" / "wav" / "train").glob("*.wav"))) == 12
     assert (tmp_path / "ds" / "vocabulary.txt").read_text(encoding="utf-8").startswith("<blank>\n<unk>\n")
     again = _cli(*args, cwd=tmp_path)
     assert again.returncode == 0 and "16 wavs reused, 0 to synthesise" in again.stdout
     assert _manifest(tmp_path / "ds" / "manifest.train") == train
+    assert _manifest(ds / "manifest.test_degraded") == degraded

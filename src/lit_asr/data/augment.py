@@ -1,4 +1,5 @@
-"""Training-time perturbations: waveform ones (speed, volume, shift, noise, resample) and SpecAugment.
+"""Training-time perturbations: waveform ones (speed, volume, shift, noise, resample, and the channel ones:
+reverberation, band-limiting, mu-law quantisation, babble) and SpecAugment.
 
 Each perturbation fires with its own probability; all draw from torch's RNG so Lightning's
 ``seed_everything(workers=True)`` makes them reproducible per worker.
@@ -139,6 +140,126 @@ class ResamplePerturb(Perturbation):
     def apply(self, wave, sample_rate):
         low = _choice(self.new_sample_rates)
         return AF.resample(AF.resample(wave, sample_rate, low), low, sample_rate)
+
+
+def _rms(wave: torch.Tensor) -> torch.Tensor:
+    return wave.pow(2).mean().sqrt()
+
+
+def decaying_noise_rir(rt60: float, sample_rate: int, direct_ratio_db: float = 0.0) -> torch.Tensor:
+    """A room impulse response: a unit direct path, then Gaussian noise decaying by 60 dB over ``rt60`` seconds.
+
+    ``direct_ratio_db`` is the energy of the direct path over that of the reverberant tail.
+    """
+    length = max(2, int(rt60 * sample_rate))
+    t = torch.arange(length, dtype=torch.float32) / sample_rate
+    # amplitude exp(-k t) is 10**(-60/20) at t = rt60: k = 3 ln(10) / rt60
+    tail = torch.randn(length) * torch.exp(-3.0 * math.log(10.0) * t / rt60)
+    tail[0] = 0.0
+    tail *= 10 ** (-direct_ratio_db / 20) / tail.pow(2).sum().sqrt().clamp_min(1e-12)
+    tail[0] = 1.0
+    return tail
+
+
+class ReverbPerturb(Perturbation):
+    """Convolve with a generated room impulse response (exponentially decaying noise, random RT60).
+
+    The output keeps the input's length and RMS level, so only the room changes, not the loudness.
+    """
+
+    def __init__(self, prob: float, min_rt60: float = 0.2, max_rt60: float = 0.9,
+                 min_direct_ratio_db: float = -5.0, max_direct_ratio_db: float = 5.0):
+        super().__init__(prob)
+        self.min_rt60, self.max_rt60 = min_rt60, max_rt60
+        self.min_direct_ratio_db, self.max_direct_ratio_db = min_direct_ratio_db, max_direct_ratio_db
+
+    def apply(self, wave, sample_rate):
+        rir = decaying_noise_rir(_uniform(self.min_rt60, self.max_rt60), sample_rate,
+                                 _uniform(self.min_direct_ratio_db, self.max_direct_ratio_db))
+        out = AF.fftconvolve(wave, rir)[: wave.numel()]
+        level = _rms(out)
+        if level == 0:
+            return wave
+        return (out * (_rms(wave) / level)).clamp(-1.0, 1.0)
+
+
+class BandLimitPerturb(Perturbation):
+    """Keep only a random pass band (telephone-like): no energy below ``low`` Hz or above ``high`` Hz.
+
+    An ideal (FFT-domain) filter: cut-offs drawn from ``[min_low_hz, max_low_hz]`` and ``[min_high_hz, max_high_hz]``.
+    """
+
+    def __init__(self, prob: float, min_low_hz: float = 0.0, max_low_hz: float = 400.0,
+                 min_high_hz: float = 3000.0, max_high_hz: float = 6000.0):
+        super().__init__(prob)
+        self.min_low_hz, self.max_low_hz = min_low_hz, max_low_hz
+        self.min_high_hz, self.max_high_hz = min_high_hz, max_high_hz
+
+    def apply(self, wave, sample_rate):
+        low, high = _uniform(self.min_low_hz, self.max_low_hz), _uniform(self.min_high_hz, self.max_high_hz)
+        spectrum = torch.fft.rfft(wave)
+        freqs = torch.fft.rfftfreq(wave.numel(), 1.0 / sample_rate)
+        spectrum[(freqs < low) | (freqs > high)] = 0
+        return torch.fft.irfft(spectrum, n=wave.numel()).clamp(-1.0, 1.0)
+
+
+class MuLawPerturb(Perturbation):
+    """Mu-law companding to few quantisation levels: the granular noise of a low-bitrate telephone codec.
+
+    256 levels is G.711's 8 bits per sample; fewer levels sound coarser.
+    """
+
+    def __init__(self, prob: float, quantization_channels: Sequence[int] = (64, 256)):
+        super().__init__(prob)
+        self.quantization_channels = list(quantization_channels)
+
+    def apply(self, wave, sample_rate):
+        levels = _choice(self.quantization_channels)
+        return AF.mu_law_decoding(AF.mu_law_encoding(wave.clamp(-1.0, 1.0), levels), levels)
+
+
+class BabblePerturb(Perturbation):
+    """Add the sum of ``speakers`` other training utterances (babble) at a random SNR.
+
+    Utterances are drawn from ``manifest`` (the training manifest): one of them may, rarely, be the utterance
+    being perturbed itself.
+    """
+
+    def __init__(self, prob: float, manifest: str | None, min_snr_db: float = 0.0, max_snr_db: float = 20.0,
+                 min_speakers: int = 3, max_speakers: int = 6):
+        super().__init__(prob)
+        self.min_snr_db, self.max_snr_db = min_snr_db, max_snr_db
+        self.min_speakers, self.max_speakers = min_speakers, max_speakers
+        self.files: list[str] = []
+        if manifest and prob > 0:
+            from lit_asr.data.manifest import read_manifest  # deferred: manifests need no augmentation
+
+            entries, _ = read_manifest(manifest)
+            self.files = [e.audio_filepath for e in entries]
+
+    def _talker(self, num_samples: int, sample_rate: int) -> torch.Tensor | None:
+        try:
+            voice = load_audio(_choice(self.files), sample_rate)
+        except LitAsrError as exc:  # one broken file must not end the epoch
+            log.warning("babble utterance skipped: %s", exc)
+            return None
+        if voice.numel() < num_samples:
+            voice = voice.repeat(math.ceil(num_samples / voice.numel()))
+        start = int(torch.randint(voice.numel() - num_samples + 1, ()).item())
+        voice = voice[start:start + num_samples]
+        level = _rms(voice)
+        return voice / level if level > 0 else None
+
+    def apply(self, wave, sample_rate):
+        if not self.files or wave.pow(2).sum() == 0:
+            return wave
+        count = int(torch.randint(self.min_speakers, self.max_speakers + 1, ()).item())
+        talkers = [v for v in (self._talker(wave.numel(), sample_rate) for _ in range(count)) if v is not None]
+        if not talkers:
+            return wave
+        babble = torch.stack(talkers).sum(0)
+        snr = torch.tensor([_uniform(self.min_snr_db, self.max_snr_db)])
+        return AF.add_noise(wave.unsqueeze(0), babble.unsqueeze(0), snr).squeeze(0).clamp(-1.0, 1.0)
 
 
 class SpecAugment:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -28,7 +29,11 @@ def ctc_feasible(tokens: list[int], output_frames: int) -> bool:
 
 
 class AsrDataModule(pl.LightningDataModule):
-    """Reads train/test manifests, filters them, and serves padded batches (augmented for training only)."""
+    """Reads train/dev/test manifests, filters them, and serves padded batches (augmented for training only).
+
+    Validation reads ``dev_manifest`` (None: ``manifest.dev`` beside ``test_manifest``); when that file does not
+    exist (a dataset folder from before dev splits) it reads ``test_manifest`` and says so once.
+    """
 
     def __init__(
         self,
@@ -48,10 +53,12 @@ class AsrDataModule(pl.LightningDataModule):
         sortagrad_epochs: int = 0,
         train_shards: str | None = None,
         shuffle_shards: int = 4,
+        dev_manifest: str | None = None,
     ):
         super().__init__()
         self.train_shards, self.shuffle_shards = train_shards, shuffle_shards
         self.train_manifest, self.test_manifest = train_manifest, test_manifest
+        self.dev_manifest = dev_manifest
         self.vocabulary = vocabulary
         self.featurizer = featurizer
         mean, std = load_mean_std(mean_std_path, featurizer.config)
@@ -66,6 +73,7 @@ class AsrDataModule(pl.LightningDataModule):
         self.output_frames: Callable[[int], int] | None = None
         self.train_set: AsrDataset | ShardedBatches | None = None
         self.test_set: AsrDataset | None = None
+        self.val_set: AsrDataset | None = None
 
     def _load(self, path: str, split: str) -> list[ManifestEntry]:
         entries, _ = read_manifest(path, self.min_duration, self.max_duration)
@@ -110,6 +118,19 @@ class AsrDataModule(pl.LightningDataModule):
         if self.test_set is None:
             self.test_set = AsrDataset(self._load(self.test_manifest, "test"), self.vocabulary, self.featurizer,
                                        self.normalizer)
+        if stage in (None, "fit", "validate") and self.val_set is None:
+            path, split = self.validation_manifest()
+            self.val_set = self.test_set if split == "test" else AsrDataset(
+                self._load(path, split), self.vocabulary, self.featurizer, self.normalizer)
+
+    def validation_manifest(self) -> tuple[str, str]:
+        """(path, split name) validation reads: the dev manifest, or test when there is none."""
+        dev = Path(self.dev_manifest) if self.dev_manifest else Path(self.test_manifest).with_name("manifest.dev")
+        if dev.is_file():
+            return str(dev), "dev"
+        log.warning("no dev manifest (%s): validating on test_manifest %s; re-run scripts/prepare_data.py for a "
+                    "dev split", dev, self.test_manifest)
+        return self.test_manifest, "test"
 
     def _ranks(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -132,7 +153,7 @@ class AsrDataModule(pl.LightningDataModule):
         return self._loader(self.train_set, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
+        return self._loader(self.val_set, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, shuffle=False)

@@ -6,7 +6,7 @@ import json
 import os
 import random
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import Pool
 from pathlib import Path
@@ -23,7 +23,8 @@ from lit_asr.data.tokenizer import TOKENIZER_TYPES, SentencePieceVocabulary
 from lit_asr.data.vocabulary import Vocabulary
 from lit_asr.errors import LitAsrError
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "dev", "test")
+OPTIONAL_SPLITS = ("dev",)  # without one, training validates on test (with a warning)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Policy:
 
 @dataclass
 class Checked:
-    """Result of checking both splits."""
+    """Result of checking every split."""
 
     entries: dict[str, list[ManifestEntry]] = field(default_factory=lambda: {s: [] for s in SPLITS})
     skipped: list[Skipped] = field(default_factory=list)
@@ -118,23 +119,43 @@ def read_masr_manifest(path: str | Path, split: str) -> tuple[list[Candidate], l
     return items, bad
 
 
-def split_by_text(items: Sequence[Candidate], test_fraction: float, seed: int) -> tuple[list, list]:
-    """Random train/test split that keeps every utterance of one transcript on the same side."""
+def split_by_text(items: Sequence[Candidate], test_fraction: float, seed: int, *,
+                  keep: Iterable[str] = (), option: str = "--test-fraction") -> tuple[list, list]:
+    """Random (rest, held-out) split that keeps every utterance of one transcript on the same side.
+
+    Transcripts in ``keep`` (normalised) never go to the held-out side: a dev set taken from train stays disjoint
+    from the test sentences that way. ``option`` names the fraction in the error message.
+    """
     if not 0.0 < test_fraction < 1.0:
-        raise LitAsrError(f"--test-fraction must be between 0 and 1, not {test_fraction}")
+        raise LitAsrError(f"{option} must be between 0 and 1, not {test_fraction}")
     groups: dict[str, list[Candidate]] = defaultdict(list)
     for item in items:
         groups[normalize_text(item.text)].append(item)
-    keys = sorted(groups)
+    kept = set(keep)
+    keys = sorted(k for k in groups if k not in kept)
     random.Random(seed).shuffle(keys)
-    train, test = [], []
+    held_out, count = set(), 0
     for key in keys:
-        (test if len(test) < test_fraction * len(items) else train).extend(groups[key])
-    return train, test
+        if count >= test_fraction * len(items):
+            break
+        held_out.add(key)
+        count += len(groups[key])
+    # both sides keep the input order (file order of the list)
+    rest = [item for item in items if normalize_text(item.text) not in held_out]
+    return rest, [item for item in items if normalize_text(item.text) in held_out]
 
 
-def aishell_candidates(root: str | Path, dev_as: str = "skip") -> tuple[dict[str, list[Candidate]], list[Skipped]]:
-    """Candidates of an AISHELL-1 tree; ``dev_as`` puts the dev set into ``train``, ``test`` or nowhere."""
+def hold_out_dev(train: Sequence[Candidate], test: Sequence[Candidate], fraction: float,
+                 seed: int) -> tuple[list[Candidate], list[Candidate]]:
+    """(train, dev): about ``fraction`` of train held out as dev, its sentences in neither train nor test."""
+    if fraction == 0:
+        return list(train), []
+    return split_by_text(train, fraction, seed, keep={normalize_text(c.text) for c in test}, option="--dev-fraction")
+
+
+def aishell_candidates(root: str | Path, dev_as: str = "dev") -> tuple[dict[str, list[Candidate]], list[Skipped]]:
+    """Candidates of an AISHELL-1 tree; ``dev_as`` puts its dev set into ``dev`` (default), ``train``, ``test``
+    or nowhere (``skip``)."""
     root = Path(root)
     base = root / "data_aishell" if (root / "data_aishell").is_dir() else root
     transcript = base / "transcript" / "aishell_transcript_v0.8.txt"
@@ -145,11 +166,11 @@ def aishell_candidates(root: str | Path, dev_as: str = "skip") -> tuple[dict[str
         utt, _, text = line.strip().partition(" ")
         if utt:
             texts[utt] = text
-    sources = {"train": ["train"], "test": ["test"]}
+    sources = {"train": ["train"], "dev": [], "test": ["test"]}
     if dev_as in sources:
         sources[dev_as].append("dev")
     elif dev_as != "skip":
-        raise LitAsrError(f"--dev-as must be train, test or skip, not {dev_as!r}")
+        raise LitAsrError(f"--dev-as must be dev, train, test or skip, not {dev_as!r}")
     found: dict[str, list[Candidate]] = {s: [] for s in SPLITS}
     skipped = []
     for split, folders in sources.items():
@@ -205,7 +226,7 @@ def _verdict(cand: Candidate, text: str, info: tuple[int, int, int] | str, polic
 
 
 def check_candidates(candidates: dict[str, Sequence[Candidate]], policy: Policy, jobs: int = 1) -> Checked:
-    """Keep the usable utterances of each split; an audio/transcript pair kept in train is not repeated in test."""
+    """Keep the usable utterances of each split; an audio/transcript pair kept in one split is not repeated later."""
     paths = sorted({c.audio for split in SPLITS for c in candidates.get(split, ())})
     probed = _probe_all(paths, jobs)
     result = Checked()
@@ -281,9 +302,9 @@ def _summary_table(skipped: Sequence[Skipped], notes: Counter, kept: dict[str, i
     counts = Counter((s.reason, s.split) for s in skipped)
     reasons = sorted({r for r, _ in counts}, key=lambda r: -sum(counts[r, s] for s in SPLITS))
     width = max([len(r) for r in reasons] + [len("kept")])
-    rows = [f"  {'':<{width}}  {'train':>7}  {'test':>7}"]
-    rows += [f"  {r:<{width}}  {counts[r, 'train']:>7}  {counts[r, 'test']:>7}" for r in reasons]
-    rows.append(f"  {'kept':<{width}}  {kept['train']:>7}  {kept['test']:>7}")
+    rows = [f"  {'':<{width}}" + "".join(f"  {s:>7}" for s in SPLITS)]
+    rows += [f"  {r:<{width}}" + "".join(f"  {counts[r, s]:>7}" for s in SPLITS) for r in reasons]
+    rows.append(f"  {'kept':<{width}}" + "".join(f"  {kept[s]:>7}" for s in SPLITS))
     rows += [f"  note: {n} kept utterance(s) {what}" for what, n in notes.most_common()]
     return "\n".join(rows)
 
@@ -329,6 +350,9 @@ def prepare_dataset(
     ``tokenizer`` ``char`` writes ``vocabulary.txt`` (characters of the train transcripts seen ``min_count``
     times); ``bpe`` or ``unigram`` trains a sentencepiece model of at most ``vocab_size`` pieces on them and writes
     ``tokenizer.model``.
+
+    ``manifest.dev`` is written when ``candidates`` has dev utterances; an older one is removed otherwise, so
+    a dataset folder never mixes a dev split with train/test splits it was not held out from.
     """
     policy = policy or Policy(sample_rate=extractor.sample_rate)
     out_dir = Path(out_dir)
@@ -343,13 +367,16 @@ def prepare_dataset(
           f"duration {policy.min_duration}..{policy.max_duration} s")
     print(_summary_table(skipped, checked.notes, kept))
     for split in SPLITS:
-        if not kept[split]:
+        if not kept[split] and (split not in OPTIONAL_SPLITS or candidates.get(split)):
             n = sum(1 for s in skipped if s.split == split)
             raise LitAsrError(f"no usable {split} utterances ({n} skipped, reasons in {out_dir / 'skipped.tsv'})")
 
     train, test = checked.entries["train"], checked.entries["test"]
-    write_manifest(out_dir / "manifest.train", train)
-    write_manifest(out_dir / "manifest.test", test)
+    for split in SPLITS:
+        if kept[split]:
+            write_manifest(out_dir / f"manifest.{split}", checked.entries[split])
+        else:
+            (out_dir / f"manifest.{split}").unlink(missing_ok=True)
     vocab, vocab_file = build_vocabulary([e.text for e in train], tokenizer, vocab_size, min_count)
     vocab.save(out_dir / vocab_file)
     mean, std, frames, used = feature_statistics(train, extractor, num_samples, seed, jobs)
@@ -359,7 +386,10 @@ def prepare_dataset(
     oov = sum(1 for e in test if vocab.count_unknown(e.text))
     print(f"wrote {out_dir}/")
     for split in SPLITS:
-        print(f"  manifest.{split:<6} {kept[split]:>7} utterances, {hours[split]:.2f} h")
+        if kept[split]:
+            print(f"  manifest.{split:<6} {kept[split]:>7} utterances, {hours[split]:.2f} h")
+        else:
+            print(f"  manifest.{split:<6}       - none (training validates on test; see --dev-fraction)")
     print(f"  {vocab_file:<15} {len(vocab):>7} tokens ({tokenizer}); "
           f"{oov} test utterance(s) hold characters outside it")
     print(f"  mean_std.npz    {extractor.method} {extractor.dim}-dim, from {used} train utterances ({frames} frames)")

@@ -55,8 +55,8 @@ def build_datamodule(cfg: DictConfig, vocabulary: Vocabulary, featurizer: Featur
     wave = WaveAugmentor([hydra.utils.instantiate(p) for p in augment.get("wave") or []])
     spec = hydra.utils.instantiate(augment["spec"]) if augment.get("spec") else None
     return AsrDataModule(
-        train_manifest=cfg.train_manifest, test_manifest=cfg.test_manifest, vocabulary=vocabulary,
-        featurizer=featurizer, mean_std_path=cfg.mean_std_path, min_duration=cfg.min_duration,
+        train_manifest=cfg.train_manifest, test_manifest=cfg.test_manifest, dev_manifest=cfg.get("dev_manifest"),
+        vocabulary=vocabulary, featurizer=featurizer, mean_std_path=cfg.mean_std_path, min_duration=cfg.min_duration,
         max_duration=cfg.max_duration, batch_size=cfg.batch_size, max_batch_duration=cfg.max_batch_duration,
         num_workers=cfg.num_workers, wave_augment=wave if wave.perturbations else None, spec_augment=spec,
         seed=cfg.seed, sortagrad_epochs=cfg.sortagrad_epochs, train_shards=cfg.get("train_shards"),

@@ -33,6 +33,7 @@ PREPARE = "or run scripts/prepare_data.py first"
 # Files each task reads: config key -> (what it is, what to do when it is missing).
 _TASK_FILES = {
     "train": {"train_manifest": ("manifest", PREPARE), "test_manifest": ("manifest", PREPARE),
+              "dev_manifest": ("manifest", "or dev_manifest=null for the one beside test_manifest"),
               "dataset_vocab": ("vocabulary file", PREPARE), "mean_std_path": ("normalisation file", PREPARE),
               "noise_manifest": ("noise manifest", "or noise_manifest=null for synthetic noise")},
     "eval": {"test_manifest": ("manifest", PREPARE)},
