@@ -100,6 +100,13 @@ class FolderCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
+def abort_on_second_interrupt(line: bytes = b"") -> None:
+    """Exit at once with status 130 (128 + SIGINT), writing ``line`` to stderr: what a second Ctrl-C does."""
+    if line:
+        os.write(2, line)
+    os._exit(128 + signal.SIGINT)
+
+
 class ScheduleLengthCheck(pl.Callback):
     """Stops a resume whose restored learning-rate schedule is shorter than the run (e.g. num_epoch was raised).
 
@@ -148,28 +155,34 @@ class GracefulStop(pl.Callback):
 
     Replaces Lightning's SIGTERM handler, which runs a collective inside the signal handler and so deadlocks DDP
     ranks caught in a gradient all-reduce. Here the handler only records the signal; the ranks agree on it with
-    one tiny all-reduce after each training batch, a point every rank reaches equally often (validation is not,
-    so a signal during validation takes effect after it). A second Ctrl-C aborts at once, without saving.
+    one tiny all-reduce after each training batch and at each epoch's start, points every rank reaches equally
+    often (validation is not, so a signal during validation takes effect after it and the epoch's checkpoints).
+    Loader workers ignore both signals (data.datamodule.init_loader_worker). A second Ctrl-C aborts at once,
+    without saving: one line on stderr, exit status 130.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, folder: str | Path = "") -> None:
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
+        self.abort_line = (f"aborted by a second Ctrl-C, without saving; the checkpoints already in "
+                            f"{display(folder)} are kept: run the same command to resume\n").encode()
+        self._report = True
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning installs its handler just before training starts; this hook runs after that.
+        self._report = trainer.is_global_zero
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):
                 self._previous[signum] = signal.signal(signum, self._handle)
 
     def _handle(self, signum: int, frame: object) -> None:
-        # No logging here: a handler that writes can interrupt a write of the main thread and fail re-entrantly.
+        # No logging here: a handler that writes through Python's buffers can interrupt a write of the main thread
+        # and fail re-entrantly; os.write goes straight to the file descriptor.
         if signum == signal.SIGINT and self.signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            abort_on_second_interrupt(self.abort_line if self._report else b"")
         self.signum = signum
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
-                           batch_idx: int) -> None:
+    def _stop_if_signalled(self, trainer: pl.Trainer) -> None:
         stop = self.signum is not None
         if trainer.world_size > 1:
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
@@ -178,6 +191,14 @@ class GracefulStop(pl.Callback):
                 log.warning("%s received: stopping after step %d", signal.Signals(self.signum or signal.SIGTERM).name,
                             trainer.global_step)
             raise SIGTERMException()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        self._stop_if_signalled(trainer)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # A signal that came during the previous epoch's validation stops here: that epoch's checkpoints are written.
+        self._stop_if_signalled(trainer)
 
     def _restore(self) -> None:
         # Before Lightning's own teardown, which then puts back what it found before training.

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Callable
+from functools import partial
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader
 
 from lit_asr.data.augment import SpecAugment, WaveAugmentor
@@ -24,6 +27,19 @@ def ctc_feasible(tokens: list[int], output_frames: int) -> bool:
     """CTC needs one frame per token plus a blank between each pair of equal neighbours."""
     repeats = sum(1 for a, b in zip(tokens, tokens[1:]) if a == b)
     return len(tokens) + repeats <= output_frames
+
+
+def init_loader_worker(worker_id: int, rank: int) -> None:
+    """A loader worker ignores SIGINT/SIGTERM and is seeded as Lightning seeds workers.
+
+    Ctrl-C and ``kill -TERM -- -PGID`` reach every process of the group; a worker that died of them would end the
+    run with "DataLoader worker ... is killed by signal" before the main process could save. The main process
+    decides (GracefulStop) and shuts its workers down itself.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Lightning adds its seeding worker_init_fn only to loaders without one, so this one must do it too.
+    pl_worker_init_function(worker_id, rank)
 
 
 class AsrDataModule(pl.LightningDataModule):
@@ -105,7 +121,8 @@ class AsrDataModule(pl.LightningDataModule):
             seed=self.seed, num_replicas=world, rank=rank, pad_to_replicas=shuffle,
             sortagrad_epochs=self.sortagrad_epochs if shuffle else 0)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
+                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
+                          worker_init_fn=partial(init_loader_worker, rank=rank))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

@@ -21,7 +21,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from lit_asr.callbacks.checkpoint import GracefulStop, LastBatchResume, ScheduleLengthCheck, display
+from lit_asr.callbacks.checkpoint import (GracefulStop, LastBatchResume, ScheduleLengthCheck, abort_on_second_interrupt,
+                                         display)
 from lit_asr.data.augment import WaveAugmentor
 from lit_asr.data.datamodule import AsrDataModule
 from lit_asr.data.features import FeatureExtractor, load_mean_std
@@ -74,7 +75,7 @@ def build_parts(cfg: DictConfig) -> tuple[AsrModule, AsrDataModule]:
 def build_trainer(cfg: DictConfig, resuming: bool = False) -> pl.Trainer:
     """The Lightning Trainer with the configured callbacks and logger, plus the checks of callbacks/checkpoint.py."""
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    callbacks += [ScheduleLengthCheck(), LastBatchResume(), GracefulStop()]
+    callbacks += [ScheduleLengthCheck(), LastBatchResume(), GracefulStop(model_dir(cfg))]
     logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
     if isinstance(logger, VisualDLLogger):
         logger.resume = resuming
@@ -132,6 +133,11 @@ def run(cfg: DictConfig) -> float | None:
     trainer = build_trainer(cfg, resuming=resume is not None)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    except KeyboardInterrupt:
+        # A second Ctrl-C after Lightning put Python's own handler back (while the first one's stop was saving or
+        # tearing down): the same one line and status as GracefulStop's, never a traceback.
+        stop = next((c for c in trainer.callbacks if isinstance(c, GracefulStop)), None)
+        abort_on_second_interrupt(stop.abort_line if stop and trainer.is_global_zero else b"")
     except SIGTERMException:
         if not trainer.is_global_zero:
             # Rank zero reports the status; a non-zero child status would make Lightning's launcher SIGKILL
