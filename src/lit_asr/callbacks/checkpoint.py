@@ -155,8 +155,8 @@ class GracefulStop(pl.Callback):
 
     Replaces Lightning's SIGTERM handler, which runs a collective inside the signal handler and so deadlocks DDP
     ranks caught in a gradient all-reduce. Here the handler only records the signal; the ranks agree on it with
-    one tiny all-reduce after each training batch and at each epoch's start, points every rank reaches equally
-    often (validation is not, so a signal during validation takes effect after it and the epoch's checkpoints).
+    one tiny all-reduce after each training batch and at each epoch's end, points every rank reaches equally often
+    (validation batches are not, so a signal during validation takes effect after it and the epoch's checkpoints).
     Loader workers ignore both signals (data.datamodule.init_loader_worker). A second Ctrl-C aborts at once,
     without saving: one line on stderr, exit status 130.
     """
@@ -182,23 +182,28 @@ class GracefulStop(pl.Callback):
             abort_on_second_interrupt(self.abort_line if self._report else b"")
         self.signum = signum
 
-    def _stop_if_signalled(self, trainer: pl.Trainer) -> None:
+    def _ranks_agree_to_stop(self, trainer: pl.Trainer) -> bool:
         stop = self.signum is not None
         if trainer.world_size > 1:
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if stop:
+            self.signum = self.signum or signal.SIGTERM  # another rank's signal stops this rank too
             if trainer.is_global_zero:
-                log.warning("%s received: stopping after step %d", signal.Signals(self.signum or signal.SIGTERM).name,
+                log.warning("%s received: stopping after step %d", signal.Signals(self.signum).name,
                             trainer.global_step)
-            raise SIGTERMException()
+        return stop
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
                            batch_idx: int) -> None:
-        self._stop_if_signalled(trainer)
+        if self._ranks_agree_to_stop(trainer):
+            raise SIGTERMException()
 
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # A signal that came during the previous epoch's validation stops here: that epoch's checkpoints are written.
-        self._stop_if_signalled(trainer)
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # A signal that came during the epoch's validation ends the run as an early stop does, so the epoch's
+        # checkpoints (Lightning runs checkpoint callbacks after this one) are written as usual; train.run then
+        # reports the signal and its exit status.
+        if self._ranks_agree_to_stop(trainer):
+            trainer.should_stop = True
 
     def _restore(self) -> None:
         # Before Lightning's own teardown, which then puts back what it found before training.

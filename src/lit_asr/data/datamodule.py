@@ -10,6 +10,7 @@ from functools import partial
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.utilities.seed import pl_worker_init_function
+from pytorch_lightning.trainer.states import TrainerFn
 from torch.utils.data import DataLoader
 
 from lit_asr.data.augment import SpecAugment, WaveAugmentor
@@ -78,6 +79,8 @@ class AsrDataModule(pl.LightningDataModule):
         self.output_frames: Callable[[int], int] | None = None
         self.train_set: AsrDataset | None = None
         self.test_set: AsrDataset | None = None
+        self.train_sampler: DurationBatchSampler | None = None
+        self._resume_position: dict | None = None  # from a checkpoint: where the training batches go on
 
     def _load(self, path: str, split: str) -> list[ManifestEntry]:
         entries, _ = read_manifest(path, self.min_duration, self.max_duration)
@@ -125,7 +128,43 @@ class AsrDataModule(pl.LightningDataModule):
                           worker_init_fn=partial(init_loader_worker, rank=rank))
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        loader = self._loader(self.train_set, shuffle=True)
+        self.train_sampler = loader.batch_sampler
+        position, self._resume_position = self._resume_position, None
+        if position is not None:
+            if position["utterances"] == len(self.train_set) and position["seed"] == self.seed:
+                self.train_sampler.resume_at(position["epoch"], position["batches_done"])
+            else:
+                log.warning("the training set or seed differs from the checkpoint's (%d utterances, seed %d; now %d, "
+                            "%d): the resumed epoch's batches are drawn afresh, some seen twice and some not at all",
+                            position["utterances"], position["seed"], len(self.train_set), self.seed)
+        return loader
+
+    def state_dict(self) -> dict:
+        """Where the training batches stand (saved in checkpoints): the next epoch and the batches done in it.
+
+        A checkpoint taken mid-epoch resumes with the epoch's next unseen batch, so an interrupted run trains on
+        exactly the batches an uninterrupted one does. The batch settings are kept with it: the order depends on them.
+        """
+        trainer = self.trainer
+        if trainer is None or self.train_sampler is None or trainer.state.fn != TrainerFn.FITTING:
+            return {}
+        epochs = trainer.fit_loop.epoch_progress.current
+        epoch, done = epochs.processed, 0
+        if epochs.started > epochs.processed:  # an epoch is under way (its batch counters are current)
+            done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            if done >= len(self.train_sampler):
+                epoch, done = epoch + 1, 0
+        return {"train_position": {"epoch": epoch, "batches_done": done, "seed": self.seed,
+                                   "utterances": len(self.train_set), "batch_size": self.batch_size,
+                                   "max_batch_duration": self.max_batch_duration}}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Resume the training batches where the checkpoint left them, with the checkpoint's batch settings."""
+        position = state_dict.get("train_position")
+        if position:
+            self._resume_position = position
+            self.batch_size, self.max_batch_duration = position["batch_size"], position["max_batch_duration"]
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, shuffle=False)
