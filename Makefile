@@ -32,9 +32,11 @@ sysdeps:
 # The virtualenv is rebuilt only when setup.cfg changes.
 $(STAMP): setup.cfg pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-	$(PY) -m pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored" || true
-	$(PY) -c "import lit_asr, torch, torchaudio, pytorch_lightning, hydra, kenlm, pyctcdecode, visualdl"
+	@# pipefail: a failing pip fails the rule; grep only hides pip's "is ignored" notices (and exits 1 when it
+	@# has nothing left to print, which is not a failure).
+	set -o pipefail; $(PY) -m pip install -q --upgrade pip 2>&1 | { grep -v "is ignored" || true; }
+	set -o pipefail; $(PY) -m pip install -q -e ".[dev]" 2>&1 | { grep -v "is ignored" || true; }
+	$(PY) -c "import lit_asr, torch, torchaudio, pytorch_lightning, hydra, kenlm, pyctcdecode, visualdl, pytest, onnx, onnxruntime"
 	@touch $(STAMP)
 
 data: setup

@@ -17,6 +17,7 @@ import shutil
 import signal
 import threading
 from pathlib import Path
+from weakref import proxy
 
 import pytorch_lightning as pl
 import torch
@@ -35,12 +36,17 @@ def display(path: str | Path) -> str:
     return rel if not rel.startswith("..") else str(path)
 
 
+class SaveFailedElsewhere(LitAsrError):
+    """Another rank (rank zero, which writes) could not save a checkpoint and reports why; this rank stops too."""
+
+
 class FolderCheckpoint(ModelCheckpoint):
     """ModelCheckpoint writing ``<dirpath>/<filename>/model.ckpt`` atomically; ``{epoch_number}`` counts from 1.
 
     With ``save_last=True`` it also refreshes ``last_model/`` after each of its saves, and with
     ``save_last_on_signal=True`` also when a signal stops training (see GracefulStop). The overridden private
     hooks (``_monitor_candidates``, ``_save_checkpoint``, ``_remove_checkpoint``) are checked against Lightning 2.6.
+    In DDP, a save that fails on rank zero stops every rank (``SaveFailedElsewhere`` on the others).
     """
 
     CHECKPOINT_NAME_LAST = LAST_MODEL
@@ -63,24 +69,38 @@ class FolderCheckpoint(ModelCheckpoint):
         return str(flat.with_name(flat.name[: -len(self.FILE_EXTENSION)]) / CHECKPOINT_FILE)
 
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        # Trainer.save_checkpoint and ModelCheckpoint._save_checkpoint (Lightning 2.6) unrolled, so that every rank
+        # learns whether rank zero's write worked: there, a failed write raised before the barrier that the other
+        # ranks wait at (for the 30-minute collective timeout).
         folder = Path(filepath).parent
         staged = folder
+        error: Exception | None = None
+        checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
         try:
             staged = staging_dir(folder) if trainer.is_global_zero else folder
-            # Every rank calls trainer.save_checkpoint (it writes on rank zero, then waits for all ranks).
-            super()._save_checkpoint(trainer, str(staged / CHECKPOINT_FILE))
+            trainer.strategy.save_checkpoint(checkpoint, str(staged / CHECKPOINT_FILE))  # writes on rank zero only
             if trainer.is_global_zero:
                 commit(staged, folder)
-        except OSError as exc:  # full disk, quota, a folder made read-only or replaced by a file
+        except Exception as exc:  # noqa: BLE001 - re-raised below, once every rank knows
+            error = exc
             if staged != folder:
                 shutil.rmtree(staged, ignore_errors=True)
+        failed = trainer.strategy.reduce_boolean_decision(error is not None, all=False)
+        if isinstance(error, OSError):  # full disk, quota, a folder made read-only or replaced by a file
             # Raising also keeps Lightning from deleting the checkpoint this one was to replace (save_top_k).
             raise LitAsrError(
-                f"cannot save checkpoint {display(folder)}: {exc.strerror or exc}; the checkpoints already in "
+                f"cannot save checkpoint {display(folder)}: {error.strerror or error}; the checkpoints already in "
                 f"{display(folder.parent)} are kept: free space or fix the folder, then run the same command to "
                 "resume") from None
+        if error is not None:
+            raise error
+        if failed:
+            raise SaveFailedElsewhere(f"rank zero could not save {display(folder)}")
+        self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
         if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self))
             log.info("saved %s (step %d)", display(folder), trainer.global_step)
 
     def _remove_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:

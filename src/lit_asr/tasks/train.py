@@ -24,8 +24,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from lit_asr.callbacks.checkpoint import (GracefulStop, LastBatchResume, ScheduleLengthCheck, abort_on_second_interrupt,
-                                         display)
+from lit_asr.callbacks.checkpoint import (GracefulStop, LastBatchResume, SaveFailedElsewhere, ScheduleLengthCheck,
+                                         abort_on_second_interrupt, display)
 from lit_asr.data.augment import WaveAugmentor
 from lit_asr.data.datamodule import AsrDataModule
 from lit_asr.data.features import FeatureExtractor, load_mean_std
@@ -166,6 +166,9 @@ def run(cfg: DictConfig) -> float | None:
         abort_on_second_interrupt(stop.abort_line if stop and trainer.is_global_zero else b"")
     except SIGTERMException:
         _exit_stopped(cfg, trainer, stop)
+    except SaveFailedElsewhere:
+        # Rank zero prints why; a non-zero status here would make Lightning's launcher SIGKILL rank zero first.
+        sys.exit(0)
     if stop is not None and stop.signum is not None:  # stopped at an epoch's end (see GracefulStop)
         _exit_stopped(cfg, trainer, stop)
     cer = trainer.callback_metrics.get("val/cer")
