@@ -81,7 +81,7 @@ class FolderCheckpoint(ModelCheckpoint):
             trainer.strategy.save_checkpoint(checkpoint, str(staged / CHECKPOINT_FILE))  # writes on rank zero only
             if trainer.is_global_zero:
                 commit(staged, folder)
-        except Exception as exc:  # noqa: BLE001 - re-raised below, once every rank knows
+        except Exception as exc:  # re-raised below, once every rank knows
             error = exc
             if staged != folder:
                 shutil.rmtree(staged, ignore_errors=True)
