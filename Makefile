@@ -41,10 +41,13 @@ sysdeps:
 # The virtualenv is rebuilt only when setup.cfg changes.
 $(STAMP): setup.cfg pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-	$(PY) -m pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+	@# pipefail: a failing pip fails the rule; grep only hides pip's "is ignored" notices (and exits 1 when it
+	@# has nothing left to print, which is not a failure).
+	set -o pipefail; $(PY) -m pip install -q --upgrade pip 2>&1 | { grep -v "is ignored" || true; }
+	set -o pipefail; $(PY) -m pip install -q -e ".[dev]" 2>&1 | { grep -v "is ignored" || true; }
 	$(PY) -c "import lit_asr, torch, torchaudio, pytorch_lightning, hydra, kenlm, pyctcdecode, visualdl, silero_vad, \
-	  fastapi, uvicorn, websockets, httpx, python_multipart, prometheus_client, selenium, sentencepiece, webdataset"
+	  fastapi, uvicorn, websockets, httpx, python_multipart, prometheus_client, selenium, sentencepiece, webdataset, \
+	  pytest, onnx, onnxruntime"
 	@touch $(STAMP)
 
 data: setup

@@ -136,12 +136,16 @@ def test_tidy_removes_leftovers_but_keeps_complete_checkpoints(tmp_path):
 
 
 def test_resume_mismatch_names_what_differs():
-    saved = {"vocabulary": ["a", "b"], "model": {"rnn_size": 32}, "feature_config": {"n_mels": 80}}
+    saved = {"vocabulary": ["a", "b"], "model": {"rnn_size": 32}, "feature_config": {"n_mels": 80}, "mean": [0.5],
+             "std": [2.0]}
     assert ckpt.resume_mismatch(saved, dict(saved)) is None
     problem = ckpt.resume_mismatch(saved, {**saved, "vocabulary": ["a", "b", "c"], "model": {"rnn_size": 64}})
     assert problem == ("it was trained with a different vocabulary (2 tokens -> 3); "
                        "model config (rnn_size: 32 -> 64)")
     assert "not a lit-asr" in ckpt.resume_mismatch({"lr": 1}, saved)
+    # other normalisation statistics (mean_std_path changed): the saved weights expect the old features
+    assert ckpt.resume_mismatch(saved, {**saved, "mean": [0.25]}) == ("it was trained with a different feature mean "
+                                                                       "(mean_std_path) (different values)")
 
 
 # ---- a real two-epoch run ----

@@ -12,7 +12,8 @@ import pytest
 from lit_asr.utils.checkpoints import find_checkpoint
 from test_checkpoints import global_step, run_py, shared_tiny, train
 
-RESUMED = re.compile(r"resuming from models/deepspeech2/last_model(?:\.old)? \((.+), step (\d+)\)")
+RESUMED = re.compile(
+    r"resuming from models/deepspeech2/(?:last_model|epoch_\d+|step_\d+)(?:\.old)? \((.+), step (\d+)\)")
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,9 @@
 
 import random
 
+from lightning_fabric.utilities.data import _set_sampler_epoch
+from torch.utils.data import DataLoader
+
 from lit_asr.data.sampler import DurationBatchSampler
 
 
@@ -52,3 +55,31 @@ def test_sortagrad_goes_shortest_first_then_shuffles():
     sampler.set_epoch(1)
     longest = [max(durs[i] for i in b) for b in sampler]
     assert longest != sorted(longest)
+
+
+def test_lightning_reaches_set_epoch_through_the_loader():
+    """Lightning sets the epoch on ``loader.batch_sampler.sampler``; before this was wired every epoch repeated epoch
+    0's batch order (and SortaGrad never ended)."""
+    durs = _durations(200)
+    sampler = DurationBatchSampler(durs, 10, shuffle=True, seed=0, sortagrad_epochs=1)
+    loader = DataLoader(list(range(200)), batch_sampler=sampler, collate_fn=lambda items: items)
+    first = list(loader)
+    _set_sampler_epoch(loader, 1)
+    assert sampler.epoch == 1 and list(loader) != first
+
+
+def test_resume_at_continues_an_epoch_with_its_next_unseen_batch():
+    durs = _durations(200)
+    whole = DurationBatchSampler(durs, 10, shuffle=True, seed=5)
+    whole.set_epoch(3)
+    expected = list(whole)
+    resumed = DurationBatchSampler(durs, 10, shuffle=True, seed=5)
+    resumed.resume_at(3, 7)
+    assert len(resumed) == len(expected)  # Lightning counts the 7 batches done as part of the epoch
+    assert list(resumed) == expected[7:]
+    assert list(resumed) == expected  # only the resumed epoch's first pass leaves batches out
+    later = DurationBatchSampler(durs, 10, shuffle=True, seed=5)
+    later.resume_at(3, 7)
+    later.set_epoch(4)  # an epoch after the resumed one starts whole
+    whole.set_epoch(4)
+    assert list(later) == list(whole)

@@ -57,8 +57,8 @@ def kill_mid_save(proc, folder: Path, timeout: float = 120) -> list[str] | None:
 
 
 def check_after_kill(folder: Path, console: str, floor: int) -> int:
-    """Everything on disk loads the safe way; returns last_model's step, which is at least ``floor`` and the
-    newest step the console reported saved."""
+    """Everything on disk loads the safe way; last_model's step is at least ``floor`` and the newest step the
+    console reported saved. Returns the step the next start resumes from: the newest complete checkpoint's."""
     logged = [int(s) for s in SAVED.findall(console)]
     found = find_checkpoint(folder / "last_model")
     if found is None:
@@ -66,10 +66,13 @@ def check_after_kill(folder: Path, console: str, floor: int) -> int:
         return 0
     step = torch.load(found, map_location="cpu", weights_only=True)["global_step"]
     assert step >= max(logged + [floor]), (step, logged[-3:], floor, _names(folder))
+    newest = step
     for name in _names(folder):
         if not name.endswith(IN_FLIGHT) and (folder / name / CHECKPOINT_FILE).is_file():
-            torch.load(folder / name / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-    return step
+            saved = torch.load(folder / name / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+            if name != "best_model":
+                newest = max(newest, saved["global_step"])
+    return newest
 
 
 def kill_rounds(tiny: dict, tmp: Path, plan: list[str], num_epoch: int, seed: int = 0) -> dict:

@@ -17,6 +17,7 @@ import shutil
 import signal
 import threading
 from pathlib import Path
+from weakref import proxy
 
 import pytorch_lightning as pl
 import torch
@@ -35,12 +36,17 @@ def display(path: str | Path) -> str:
     return rel if not rel.startswith("..") else str(path)
 
 
+class SaveFailedElsewhere(LitAsrError):
+    """Another rank (rank zero, which writes) could not save a checkpoint and reports why; this rank stops too."""
+
+
 class FolderCheckpoint(ModelCheckpoint):
     """ModelCheckpoint writing ``<dirpath>/<filename>/model.ckpt`` atomically; ``{epoch_number}`` counts from 1.
 
     With ``save_last=True`` it also refreshes ``last_model/`` after each of its saves, and with
     ``save_last_on_signal=True`` also when a signal stops training (see GracefulStop). The overridden private
     hooks (``_monitor_candidates``, ``_save_checkpoint``, ``_remove_checkpoint``) are checked against Lightning 2.6.
+    In DDP, a save that fails on rank zero stops every rank (``SaveFailedElsewhere`` on the others).
     """
 
     CHECKPOINT_NAME_LAST = LAST_MODEL
@@ -63,24 +69,38 @@ class FolderCheckpoint(ModelCheckpoint):
         return str(flat.with_name(flat.name[: -len(self.FILE_EXTENSION)]) / CHECKPOINT_FILE)
 
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        # Trainer.save_checkpoint and ModelCheckpoint._save_checkpoint (Lightning 2.6) unrolled, so that every rank
+        # learns whether rank zero's write worked: there, a failed write raised before the barrier that the other
+        # ranks wait at (for the 30-minute collective timeout).
         folder = Path(filepath).parent
         staged = folder
+        error: Exception | None = None
+        checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
         try:
             staged = staging_dir(folder) if trainer.is_global_zero else folder
-            # Every rank calls trainer.save_checkpoint (it writes on rank zero, then waits for all ranks).
-            super()._save_checkpoint(trainer, str(staged / CHECKPOINT_FILE))
+            trainer.strategy.save_checkpoint(checkpoint, str(staged / CHECKPOINT_FILE))  # writes on rank zero only
             if trainer.is_global_zero:
                 commit(staged, folder)
-        except OSError as exc:  # full disk, quota, a folder made read-only or replaced by a file
+        except Exception as exc:  # re-raised below, once every rank knows
+            error = exc
             if staged != folder:
                 shutil.rmtree(staged, ignore_errors=True)
+        failed = trainer.strategy.reduce_boolean_decision(error is not None, all=False)
+        if isinstance(error, OSError):  # full disk, quota, a folder made read-only or replaced by a file
             # Raising also keeps Lightning from deleting the checkpoint this one was to replace (save_top_k).
             raise LitAsrError(
-                f"cannot save checkpoint {display(folder)}: {exc.strerror or exc}; the checkpoints already in "
+                f"cannot save checkpoint {display(folder)}: {error.strerror or error}; the checkpoints already in "
                 f"{display(folder.parent)} are kept: free space or fix the folder, then run the same command to "
                 "resume") from None
+        if error is not None:
+            raise error
+        if failed:
+            raise SaveFailedElsewhere(f"rank zero could not save {display(folder)}")
+        self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
         if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self))
             log.info("saved %s (step %d)", display(folder), trainer.global_step)
 
     def _remove_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
@@ -98,6 +118,13 @@ class FolderCheckpoint(ModelCheckpoint):
         # other exceptions may strike mid-update, and the last periodic last_model is the safer one to keep.
         if self.save_last_on_signal and isinstance(exception, SIGTERMException) and not trainer.sanity_checking:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def abort_on_second_interrupt(line: bytes = b"") -> None:
+    """Exit at once with status 130 (128 + SIGINT), writing ``line`` to stderr: what a second Ctrl-C does."""
+    if line:
+        os.write(2, line)
+    os._exit(128 + signal.SIGINT)
 
 
 class ScheduleLengthCheck(pl.Callback):
@@ -148,36 +175,55 @@ class GracefulStop(pl.Callback):
 
     Replaces Lightning's SIGTERM handler, which runs a collective inside the signal handler and so deadlocks DDP
     ranks caught in a gradient all-reduce. Here the handler only records the signal; the ranks agree on it with
-    one tiny all-reduce after each training batch, a point every rank reaches equally often (validation is not,
-    so a signal during validation takes effect after it). A second Ctrl-C aborts at once, without saving.
+    one tiny all-reduce after each training batch and at each epoch's end, points every rank reaches equally often
+    (validation batches are not, so a signal during validation takes effect after it and the epoch's checkpoints).
+    Loader workers ignore both signals (data.datamodule.init_loader_worker). A second Ctrl-C aborts at once,
+    without saving: one line on stderr, exit status 130.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, folder: str | Path = "") -> None:
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
+        self.abort_line = (f"aborted by a second Ctrl-C, without saving; the checkpoints already in "
+                            f"{display(folder)} are kept: run the same command to resume\n").encode()
+        self._report = True
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning installs its handler just before training starts; this hook runs after that.
+        self._report = trainer.is_global_zero
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):
                 self._previous[signum] = signal.signal(signum, self._handle)
 
     def _handle(self, signum: int, frame: object) -> None:
-        # No logging here: a handler that writes can interrupt a write of the main thread and fail re-entrantly.
+        # No logging here: a handler that writes through Python's buffers can interrupt a write of the main thread
+        # and fail re-entrantly; os.write goes straight to the file descriptor.
         if signum == signal.SIGINT and self.signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            abort_on_second_interrupt(self.abort_line if self._report else b"")
         self.signum = signum
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
-                           batch_idx: int) -> None:
+    def _ranks_agree_to_stop(self, trainer: pl.Trainer) -> bool:
         stop = self.signum is not None
         if trainer.world_size > 1:
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if stop:
+            self.signum = self.signum or signal.SIGTERM  # another rank's signal stops this rank too
             if trainer.is_global_zero:
-                log.warning("%s received: stopping after step %d", signal.Signals(self.signum or signal.SIGTERM).name,
+                log.warning("%s received: stopping after step %d", signal.Signals(self.signum).name,
                             trainer.global_step)
+        return stop
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        if self._ranks_agree_to_stop(trainer):
             raise SIGTERMException()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # A signal that came during the epoch's validation ends the run as an early stop does, so the epoch's
+        # checkpoints (Lightning runs checkpoint callbacks after this one) are written as usual; train.run then
+        # reports the signal and its exit status.
+        if self._ranks_agree_to_stop(trainer):
+            trainer.should_stop = True
 
     def _restore(self) -> None:
         # Before Lightning's own teardown, which then puts back what it found before training.

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.seed import pl_worker_init_function
+from pytorch_lightning.trainer.states import TrainerFn
 from torch.utils.data import DataLoader
 
 from lit_asr.data.augment import SpecAugment, WaveAugmentor
@@ -26,6 +30,19 @@ def ctc_feasible(tokens: list[int], output_frames: int) -> bool:
     """CTC needs one frame per token plus a blank between each pair of equal neighbours."""
     repeats = sum(1 for a, b in zip(tokens, tokens[1:]) if a == b)
     return len(tokens) + repeats <= output_frames
+
+
+def init_loader_worker(worker_id: int, rank: int) -> None:
+    """A loader worker ignores SIGINT/SIGTERM and is seeded as Lightning seeds workers.
+
+    Ctrl-C and ``kill -TERM -- -PGID`` reach every process of the group; a worker that died of them would end the
+    run with "DataLoader worker ... is killed by signal" before the main process could save. The main process
+    decides (GracefulStop) and shuts its workers down itself.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Lightning adds its seeding worker_init_fn only to loaders without one, so this one must do it too.
+    pl_worker_init_function(worker_id, rank)
 
 
 class AsrDataModule(pl.LightningDataModule):
@@ -74,6 +91,8 @@ class AsrDataModule(pl.LightningDataModule):
         self.train_set: AsrDataset | ShardedBatches | None = None
         self.test_set: AsrDataset | None = None
         self.val_set: AsrDataset | None = None
+        self.train_sampler: DurationBatchSampler | None = None
+        self._resume_position: dict | None = None  # from a checkpoint: where the training batches go on
 
     def _load(self, path: str, split: str) -> list[ManifestEntry]:
         entries, _ = read_manifest(path, self.min_duration, self.max_duration)
@@ -143,14 +162,52 @@ class AsrDataModule(pl.LightningDataModule):
             seed=self.seed, num_replicas=world, rank=rank, pad_to_replicas=shuffle,
             sortagrad_epochs=self.sortagrad_epochs if shuffle else 0)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
+                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
+                          worker_init_fn=partial(init_loader_worker, rank=rank))
 
     def train_dataloader(self) -> DataLoader:
         if isinstance(self.train_set, ShardedBatches):
             return DataLoader(self.train_set, sampler=StepSampler(self.train_set), batch_size=None,
                               collate_fn=identity, num_workers=self.num_workers,
-                              persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
-        return self._loader(self.train_set, shuffle=True)
+                              persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
+                              worker_init_fn=partial(init_loader_worker, rank=self._ranks()[1]))
+        loader = self._loader(self.train_set, shuffle=True)
+        self.train_sampler = loader.batch_sampler
+        position, self._resume_position = self._resume_position, None
+        if position is not None:
+            if position["utterances"] == len(self.train_set) and position["seed"] == self.seed:
+                self.train_sampler.resume_at(position["epoch"], position["batches_done"])
+            else:
+                log.warning("the training set or seed differs from the checkpoint's (%d utterances, seed %d; now %d, "
+                            "%d): the resumed epoch's batches are drawn afresh, some seen twice and some not at all",
+                            position["utterances"], position["seed"], len(self.train_set), self.seed)
+        return loader
+
+    def state_dict(self) -> dict:
+        """Where the training batches stand (saved in checkpoints): the next epoch and the batches done in it.
+
+        A checkpoint taken mid-epoch resumes with the epoch's next unseen batch, so an interrupted run trains on
+        exactly the batches an uninterrupted one does. The batch settings are kept with it: the order depends on them.
+        """
+        trainer = self.trainer
+        if trainer is None or self.train_sampler is None or trainer.state.fn != TrainerFn.FITTING:
+            return {}
+        epochs = trainer.fit_loop.epoch_progress.current
+        epoch, done = epochs.processed, 0
+        if epochs.started > epochs.processed:  # an epoch is under way (its batch counters are current)
+            done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            if done >= len(self.train_sampler):
+                epoch, done = epoch + 1, 0
+        return {"train_position": {"epoch": epoch, "batches_done": done, "seed": self.seed,
+                                   "utterances": len(self.train_set), "batch_size": self.batch_size,
+                                   "max_batch_duration": self.max_batch_duration}}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Resume the training batches where the checkpoint left them, with the checkpoint's batch settings."""
+        position = state_dict.get("train_position")
+        if position:
+            self._resume_position = position
+            self.batch_size, self.max_batch_duration = position["batch_size"], position["max_batch_duration"]
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, shuffle=False)

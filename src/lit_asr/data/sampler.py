@@ -17,6 +17,8 @@ class DurationBatchSampler(Sampler[list[int]]):
     gets the same number of batches (the list is padded by repeating batches), as DDP requires.
     For the first ``sortagrad_epochs`` epochs batches come shortest first (SortaGrad, DeepSpeech2 paper):
     short utterances teach CTC its alignments sooner and keep early gradients tame.
+    An epoch's order depends only on the seed, the epoch and the durations, so a resumed run can continue an epoch
+    with its next unseen batch (``resume_at``).
     """
 
     def __init__(self, durations: Sequence[float], batch_size: int, max_batch_duration: float | None = None,
@@ -31,10 +33,26 @@ class DurationBatchSampler(Sampler[list[int]]):
         self.pad_to_replicas = pad_to_replicas
         self.sortagrad_epochs = sortagrad_epochs
         self.epoch = 0
+        self._skip: tuple[int, int] | None = None  # (epoch, batches of it already trained on)
+
+    @property
+    def sampler(self) -> DurationBatchSampler:
+        """Lightning sets each epoch through ``loader.batch_sampler.sampler.set_epoch`` (torch's BatchSampler layout);
+        without this it would never reach ``set_epoch`` and every epoch would repeat the first one's order."""
+        return self
 
     def set_epoch(self, epoch: int) -> None:
         """Lightning calls this each epoch so every epoch batches differently."""
         self.epoch = epoch
+
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """Start at ``epoch``, and let its first iteration leave out the ``batches_done`` batches already trained on.
+
+        Lightning creates a resumed run's first iterator before it sets the epoch, so the epoch is set here too.
+        The length stays the whole epoch's: Lightning counts the batches done as part of the epoch.
+        """
+        self.epoch = epoch
+        self._skip = (epoch, batches_done)
 
     def _batches(self, indices: list[int]) -> list[list[int]]:
         g = torch.Generator().manual_seed(self.seed + self.epoch)
@@ -73,7 +91,12 @@ class DurationBatchSampler(Sampler[list[int]]):
         return batches[self.rank::self.num_replicas]
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._rank_batches())
+        batches = self._rank_batches()
+        if self._skip is not None and self._skip[0] <= self.epoch:
+            if self._skip[0] == self.epoch:
+                batches = batches[self._skip[1]:]
+            self._skip = None
+        return iter(batches)
 
     def __len__(self) -> int:
         return len(self._rank_batches())

@@ -49,6 +49,7 @@ class AsrModule(pl.LightningModule):
         self.val_cer = CharErrorRate()
         self.val_examples: list[tuple[str, str]] = []
         self.skipped_steps = 0
+        self.empty_batches = 0
         self._buffers_before_step: list[torch.Tensor] = []
 
     def output_frames(self, input_frames: int) -> int:
@@ -67,12 +68,26 @@ class AsrModule(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         if batch["feats"].shape[0] == 0:
-            return None
+            return self._empty_batch_step()
         loss, _, _ = self.compute_loss(batch)
         n = batch["feats"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=n)
         return loss
+
+    def _empty_batch_step(self) -> torch.Tensor | None:
+        """Every utterance of the batch failed to load (each was reported): no update from it, counted.
+
+        Alone, the step is skipped. Under DDP every rank must take part in every step (Lightning refuses a skipped
+        one and the peers' all-reduce would wait for this rank), so the rank contributes zero gradients: a loss of
+        0 x the sum of all weights reaches every parameter and so every all-reduce bucket.
+        """
+        self.empty_batches += 1
+        log.warning("training batch %d: no utterance could be loaded (see above); it contributes nothing (%d such "
+                    "batches so far)", self.global_step, self.empty_batches)
+        if self.trainer.world_size == 1:
+            return None
+        return 0.0 * sum(p.sum() for p in self.parameters() if p.requires_grad)
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         # The forward pass updates BatchNorm's running statistics; keep a copy so a skipped step can undo that too.
@@ -94,10 +109,12 @@ class AsrModule(pl.LightningModule):
         self.log("train/skipped_steps", float(self.skipped_steps), batch_size=1)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["skipped_steps"] = self.skipped_steps  # the count goes on across a resume
+        checkpoint["skipped_steps"] = self.skipped_steps  # the counts go on across a resume
+        checkpoint["empty_batches"] = self.empty_batches
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.skipped_steps = int(checkpoint.get("skipped_steps", 0))
+        self.empty_batches = int(checkpoint.get("empty_batches", 0))
 
     def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
         """Greedy transcripts of a padded batch, normalised like the references they are scored against."""

@@ -1,8 +1,11 @@
 """Training: build data and model from the config, resume or initialise, then ``Trainer.fit``.
 
-Resume rules: ``resume_model=PATH`` wins; otherwise an existing ``<save_model_path>/<use_model>/last_model/`` is
-resumed (model, optimiser, scheduler, epoch and step). Either must match this run's vocabulary, model config and
-feature settings. ``pretrained_model=PATH`` only initialises weights, and only when nothing is resumed.
+Resume rules: ``resume_model=PATH`` wins; otherwise the newest complete checkpoint under
+``<save_model_path>/<use_model>/`` (last_model, epoch_N or step_N, by global step) is resumed (model, optimiser,
+scheduler, epoch, step and the position in the epoch's batches). Either must match this run's vocabulary, model
+config, feature settings and normalisation statistics; learning rate, weight decay and batch settings stay the
+checkpoint's (with a warning when this run sets others). ``pretrained_model=PATH`` only initialises weights, and
+only when nothing is resumed.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from lit_asr.callbacks.checkpoint import GracefulStop, LastBatchResume, ScheduleLengthCheck, display
+from lit_asr.callbacks.checkpoint import (GracefulStop, LastBatchResume, SaveFailedElsewhere, ScheduleLengthCheck,
+                                         abort_on_second_interrupt, display)
 from lit_asr.data.augment import WaveAugmentor
 from lit_asr.data.datamodule import AsrDataModule
 from lit_asr.data.features import FeatureExtractor, load_mean_std
@@ -31,8 +35,8 @@ from lit_asr.errors import LitAsrError
 from lit_asr.loggers.visualdl import VisualDLLogger
 from lit_asr.models.asr_module import AsrModule
 from lit_asr.models.loading import load_pretrained_weights
-from lit_asr.utils.checkpoints import (LAST_MODEL, checkpoint_file, checkpoint_to_resume, model_dir, progress,
-                                       read_checkpoint, resume_mismatch, tidy)
+from lit_asr.utils.checkpoints import (LAST_MODEL, changed_settings, checkpoint_file, checkpoint_to_resume, model_dir,
+                                       progress, read_checkpoint, resume_mismatch, tidy)
 
 log = logging.getLogger("lit_asr")
 
@@ -76,7 +80,7 @@ def build_parts(cfg: DictConfig) -> tuple[AsrModule, AsrDataModule]:
 def build_trainer(cfg: DictConfig, resuming: bool = False) -> pl.Trainer:
     """The Lightning Trainer with the configured callbacks and logger, plus the checks of callbacks/checkpoint.py."""
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    callbacks += [ScheduleLengthCheck(), LastBatchResume(), GracefulStop()]
+    callbacks += [ScheduleLengthCheck(), LastBatchResume(), GracefulStop(model_dir(cfg))]
     logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
     if isinstance(logger, VisualDLLogger):
         logger.resume = resuming
@@ -86,6 +90,8 @@ def build_trainer(cfg: DictConfig, resuming: bool = False) -> pl.Trainer:
         extra["enable_checkpointing"] = any(isinstance(c, ModelCheckpoint) for c in callbacks)
     # Our checkpoint folder is meant to be reused across runs (that is how resuming works).
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    # AsrDataModule saves and restores the position in the epoch's batches itself (Lightning only asks the loader).
+    warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended")
     return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger, **extra)
 
 
@@ -111,6 +117,15 @@ def resume_checkpoint(cfg: DictConfig, module: AsrModule) -> Path | None:
         raise LitAsrError(f"cannot resume from {display(path.parent)}: {problem}; {advice}")
     if rank_zero_only.rank == 0:
         log.info("resuming from %s (%s)", display(path.parent), progress(checkpoint))
+        if not cfg.resume_model and path.parent.name.split(".")[0] != LAST_MODEL:
+            log.info("%s is the newest complete checkpoint (%s is older or missing)", display(path.parent),
+                     LAST_MODEL)
+        changed = changed_settings(checkpoint, cfg)
+        if changed:
+            log.warning("resuming keeps the checkpoint's %s (this run sets %s): a resume continues the saved run; to "
+                        "train with the new values start a new run from its weights: use_model=NEW pretrained_model=%s",
+                        ", ".join(f"{k}={old}" for k, (old, _) in changed.items()),
+                        ", ".join(f"{k}={new}" for k, (_, new) in changed.items()), display(path.parent))
         if cfg.pretrained_model:
             log.info("pretrained_model ignored: resuming restores all weights")
     return path
@@ -126,6 +141,18 @@ def initialise_from(module: AsrModule, pretrained: str) -> None:
                  f"; skipped (shape differs): {', '.join(init.skipped)}" if init.skipped else "")
 
 
+def _exit_stopped(cfg: DictConfig, trainer: pl.Trainer, stop: GracefulStop | None) -> None:
+    """End a run that a signal stopped: 128 + the signal number, as a shell reports a process killed by it."""
+    if not trainer.is_global_zero:
+        # Rank zero reports the status; a non-zero child status would make Lightning's launcher SIGKILL
+        # rank zero, possibly while it is still writing last_model.
+        sys.exit(0)
+    signum = (stop.signum if stop else None) or signal.SIGTERM
+    log.warning("training stopped by %s; %s holds the state: run the same command to resume",
+                signal.Signals(signum).name, display(model_dir(cfg) / LAST_MODEL))
+    sys.exit(128 + signum)
+
+
 def run(cfg: DictConfig) -> float | None:
     """Train; returns the last ``val/cer`` so sweepers can optimise it."""
     pl.seed_everything(cfg.seed, workers=True)
@@ -134,17 +161,19 @@ def run(cfg: DictConfig) -> float | None:
     if resume is None and cfg.pretrained_model:
         initialise_from(module, cfg.pretrained_model)
     trainer = build_trainer(cfg, resuming=resume is not None)
+    stop = next((c for c in trainer.callbacks if isinstance(c, GracefulStop)), None)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    except KeyboardInterrupt:
+        # A second Ctrl-C after Lightning put Python's own handler back (while the first one's stop was saving or
+        # tearing down): the same one line and status as GracefulStop's, never a traceback.
+        abort_on_second_interrupt(stop.abort_line if stop and trainer.is_global_zero else b"")
     except SIGTERMException:
-        if not trainer.is_global_zero:
-            # Rank zero reports the status; a non-zero child status would make Lightning's launcher SIGKILL
-            # rank zero, possibly while it is still writing last_model.
-            sys.exit(0)
-        stop = next((c for c in trainer.callbacks if isinstance(c, GracefulStop)), None)
-        signum = (stop.signum if stop else None) or signal.SIGTERM
-        log.warning("training stopped by %s; %s holds the state: run the same command to resume",
-                    signal.Signals(signum).name, display(model_dir(cfg) / LAST_MODEL))
-        sys.exit(128 + signum)
+        _exit_stopped(cfg, trainer, stop)
+    except SaveFailedElsewhere:
+        # Rank zero prints why; a non-zero status here would make Lightning's launcher SIGKILL rank zero first.
+        sys.exit(0)
+    if stop is not None and stop.signum is not None:  # stopped at an epoch's end (see GracefulStop)
+        _exit_stopped(cfg, trainer, stop)
     cer = trainer.callback_metrics.get("val/cer")
     return float(cer) if cer is not None else None

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lit_asr.errors import LitAsrError, first_line
 
@@ -69,11 +70,44 @@ def checkpoint_to_evaluate(cfg: DictConfig) -> Path:
     return found
 
 
+# Folders a run can resume from, in the order that wins a tie of global steps (last_model may hold a signal stop).
+RESUMABLE = re.compile(rf"^({LAST_MODEL}|epoch_\d+|step_\d+)$")
+
+
+def _preference(name: str) -> int:
+    return 2 if name == LAST_MODEL else 1 if name.startswith("epoch_") else 0
+
+
+def newest_checkpoint(directory: Path) -> tuple[Path, int] | None:
+    """The complete checkpoint under ``directory`` (last_model, epoch_N, step_N) with the highest global step.
+
+    last_model is usually the newest, but not after a kill between a step_N save and the last_model save that
+    follows it, or a disk that filled up while last_model was written. Unreadable files are skipped with a warning.
+    """
+    if not directory.is_dir():
+        return None
+    names = {p.name[: -len(ASIDE_SUFFIX)] if p.name.endswith(ASIDE_SUFFIX) else p.name for p in directory.iterdir()}
+    best: tuple[int, int, Path] | None = None
+    for name in sorted(n for n in names if RESUMABLE.match(n)):
+        found = find_checkpoint(directory / name)
+        if found is None:
+            continue
+        try:
+            step = int(read_checkpoint(found).get("global_step", -1))
+        except LitAsrError as exc:
+            log.warning("%s; not resuming from it", exc)
+            continue
+        if best is None or (step, _preference(name)) > best[:2]:
+            best = (step, _preference(name), found)
+    return (best[2], best[0]) if best else None
+
+
 def checkpoint_to_resume(cfg: DictConfig) -> Path | None:
-    """``resume_model`` when given, else ``last_model`` of ``use_model`` when it exists; None starts afresh."""
+    """``resume_model`` when given, else the newest complete checkpoint of ``use_model``; None starts afresh."""
     if cfg.resume_model:
         return checkpoint_file(cfg.resume_model)
-    return find_checkpoint(model_dir(cfg) / LAST_MODEL)
+    newest = newest_checkpoint(model_dir(cfg))
+    return newest[0] if newest else None
 
 
 def unreadable_checkpoint(path: str | Path, exc: Exception) -> LitAsrError:
@@ -165,7 +199,8 @@ def tidy(directory: Path) -> list[str]:
 # ---- what a checkpoint holds ----
 
 # hparams that must agree for a resume: they fix the network's shapes and what its outputs mean.
-RESUME_KEYS = {"vocabulary": "vocabulary", "model": "model config", "feature_config": "feature settings"}
+RESUME_KEYS = {"vocabulary": "vocabulary", "model": "model config", "feature_config": "feature settings",
+               "mean": "feature mean (mean_std_path)", "std": "feature std (mean_std_path)"}
 
 
 def _difference(saved: Any, current: Any) -> str:
@@ -173,7 +208,8 @@ def _difference(saved: Any, current: Any) -> str:
         keys = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
         return ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys[:3])
     if isinstance(saved, list) and isinstance(current, list):
-        return f"{len(saved)} tokens -> {len(current)}" if len(saved) != len(current) else "same size, different tokens"
+        kind = "tokens" if all(isinstance(x, str) for x in saved + current) else "values"
+        return f"{len(saved)} {kind} -> {len(current)}" if len(saved) != len(current) else f"different {kind}"
     return f"{saved!r} -> {current!r}"
 
 
@@ -184,6 +220,31 @@ def resume_mismatch(saved: dict, current: dict) -> str | None:
     diffs = [f"{label} ({_difference(saved[key], current[key])})" for key, label in RESUME_KEYS.items()
              if saved[key] != current[key]]
     return "it was trained with a different " + "; ".join(diffs) if diffs else None
+
+
+# Training settings a resume takes from the checkpoint (optimiser state, batch order):
+# the name a user sets -> (where the checkpoint keeps it, where this run's config has it).
+KEPT_ON_RESUME = {"learning_rate": (("hyper_parameters", "optimizer", "lr"), "optimizer.lr"),
+                  "weight_decay": (("hyper_parameters", "optimizer", "weight_decay"), "optimizer.weight_decay"),
+                  "batch_size": (("AsrDataModule", "train_position", "batch_size"), "batch_size"),
+                  "max_batch_duration": (("AsrDataModule", "train_position", "max_batch_duration"),
+                                         "max_batch_duration")}
+
+
+def _lookup(tree: Any, keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        tree = tree.get(key) if isinstance(tree, dict) else None
+    return tree
+
+
+def changed_settings(checkpoint: dict, cfg: DictConfig) -> dict[str, tuple[Any, Any]]:
+    """Settings this run asks for that a resume does not apply: name -> (the checkpoint's value, this run's)."""
+    changed = {}
+    for name, (saved_at, config_key) in KEPT_ON_RESUME.items():
+        saved, wanted = _lookup(checkpoint, saved_at), OmegaConf.select(cfg, config_key)
+        if saved is not None and wanted is not None and saved != wanted:
+            changed[name] = (saved, wanted)
+    return changed
 
 
 def progress(checkpoint: dict) -> str:
