@@ -236,8 +236,8 @@ def _build_segmenter(config: Any):
 
 
 def _clip(segment: Segment, end: float) -> Segment:
-    """Times cut at the audio's end: the last output frame may reach past the last sample."""
-    segment.end = min(segment.end, end)
+    """The segment ends where its audio does; token times cut there (the last output frame may reach past it)."""
+    segment.end = end
     for token in segment.tokens:
         token.start, token.end = min(token.start, end), min(token.end, end)
     return segment
