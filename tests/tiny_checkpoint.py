@@ -45,6 +45,26 @@ def tiny_checkpoint(tmp_path_factory) -> dict[str, Path]:
     return done
 
 
+def trained_tiny_checkpoint(tmp_path_factory, epochs: int = 30) -> Path:
+    """A checkpoint folder trained on the tiny training set until it knows it (minutes on CPU: slow tests only)."""
+    tiny = tiny_checkpoint(tmp_path_factory)
+    folder = tmp_path_factory.getbasetemp() / f"tiny_trained_{epochs}"
+    if (folder / "model.ckpt").is_file():
+        return folder
+    data = {k: tiny[k] for k in ("train_manifest", "test_manifest", "dataset_vocab", "mean_std_path")}
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[o for o in overrides(data, folder) if not o.startswith("hydra.")]
+                      + ["augment=none", "learning_rate=3e-3", f"num_epoch={epochs}"])
+    pl.seed_everything(0)
+    module, datamodule = build_parts(cfg)
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                         limit_val_batches=0, gradient_clip_val=400, use_distributed_sampler=False)
+    trainer.fit(module, datamodule=datamodule)
+    trainer.save_checkpoint(folder / "model.ckpt")
+    return folder
+
+
 def run_config(tiny: dict[str, Path], tmp: Path, *extra: str):
     """run.py's composed config (no Hydra run) for the tiny dataset and checkpoint, outputs under ``tmp``."""
     data = {k: tiny[k] for k in ("train_manifest", "test_manifest", "dataset_vocab", "mean_std_path")}

@@ -104,7 +104,7 @@ class BeamSearchDecoder:
         num_proc_bsearch: int,
         unigrams: list[str] | None = None,
         hotwords: list[str] | None = None,
-        hotword_weight: float = 10.0,
+        hotword_weight: float = 3.0,
     ):
         if beam_size < 1 or cutoff_top_n < 1 or num_proc_bsearch < 1:
             raise LitAsrError("beam_size, cutoff_top_n and num_proc_bsearch must be at least 1")
@@ -196,20 +196,6 @@ class BeamSearchDecoder:
         for i, text in zip(todo, texts):
             out[i] = self._clean(text)
         return out
-
-    def decode_with_frames(self, log_probs: np.ndarray) -> tuple[str, list[tuple[str, int, int]]]:
-        """The best transcript of one utterance and its words' output frames (token, first, one past the last).
-
-        In character mode every CJK character is a word, so Mandarin gets one time per character.
-        """
-        pruned = self._prune(log_probs)
-        if not len(pruned):
-            return "", []
-        text, _, word_frames, *_ = self._decoder.decode_beams(
-            pruned, beam_width=self.beam_size, beam_prune_logp=_BEAM_PRUNE_LOGP, token_min_logp=_MIN_TOKEN_LOGP,
-            hotwords=self.hotwords or None, hotword_weight=self.hotword_weight)[0]
-        frames = [(word, start, end) for word, (start, end) in word_frames]
-        return self._clean(text), [(self._clean(w), s, e) for w, s, e in frames if self._clean(w)]
 
     def close(self) -> None:
         """Stop the worker processes (a later decode_batch starts new ones)."""

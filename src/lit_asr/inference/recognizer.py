@@ -8,7 +8,7 @@ recognised; segment and token times are in seconds from the start of the input.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +21,14 @@ from tqdm import tqdm
 from lit_asr.data.text import normalize_text
 from lit_asr.data.vocabulary import UNK
 from lit_asr.decoding.greedy import GreedyDecoder
-from lit_asr.decoding.timestamps import frames_to_times, greedy_token_frames
+from lit_asr.decoding.timestamps import aligned_token_frames, frames_to_times, greedy_token_frames
 from lit_asr.errors import LitAsrError
 from lit_asr.inference.audio_input import AudioInput, open_audio
 from lit_asr.inference.device import resolve_device
 from lit_asr.inference.result import Segment, Transcript
 from lit_asr.models.asr_module import AsrModule
 from lit_asr.models.components.streaming import supports_streaming
-from lit_asr.models.loading import load_module
+from lit_asr.models.loading import compute_log_probs, load_module
 from lit_asr.utils.checkpoints import checkpoint_file
 
 _STRIDE_PROBE_FRAMES = 10000  # long enough that the network's edge effects do not change the stride estimate
@@ -90,20 +90,35 @@ class Recognizer:
         _, log_probs, lengths = self.module.transcribe(list(waves))
         return [log_probs[i, :n].float().cpu().numpy() for i, n in enumerate(lengths.tolist())]
 
+    def score_batches(self, batches: Iterable[dict]) -> tuple[list[torch.Tensor], list[str], list[str], float]:
+        """(log-probs, reference texts, audio paths, mean CTC loss) of a test loader's padded batches, on ``device``.
+
+        The features come from the data pipeline (the module's feature extractor and normaliser, as in training).
+        """
+        audio: list[str] = []
+
+        def on_device():
+            for batch in batches:
+                audio.extend(batch.get("audio", [""] * len(batch["texts"])))
+                yield {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+        log_probs, texts, loss = compute_log_probs(self.module, on_device())
+        return log_probs, texts, audio, loss
+
     # ---- decoding ----
     def decode_log_probs(self, log_probs: np.ndarray, offset: float = 0.0) -> Segment:
         """Text and token times of one stretch of audio's log-probs, with the configured decoder.
 
         Times are seconds from ``offset`` (where the stretch starts in the input). Greedy decoding times each
-        token by its CTC spike; beam search by the frames pyctcdecode assigns to each word (a CJK character).
+        token by its CTC spike; other decoders' text (beam search) is force-aligned to the log-probs.
         """
         log_probs = np.asarray(log_probs, dtype=np.float32)
         with self._decode_lock:
-            if hasattr(self.decoder, "decode_with_frames"):
-                text, frames = self.decoder.decode_with_frames(log_probs)
-            else:
-                text = self.decoder.decode_batch([log_probs])[0]
-                frames = greedy_token_frames(log_probs, self._written)
+            text = self.decoder.decode_batch([log_probs])[0]
+        if isinstance(self.decoder, GreedyDecoder):
+            frames = greedy_token_frames(log_probs, self._written)
+        else:
+            frames = aligned_token_frames(log_probs, text, self._written)
         end = offset + len(log_probs) * self.frame_seconds
         return Segment(offset, end, text, frames_to_times(frames, self.frame_seconds, offset))
 
@@ -130,22 +145,53 @@ class Recognizer:
         model's); mono or multichannel. Long audio (or ``vad=True``) is cut into speech segments first.
         """
         with open_audio(audio, self.sample_rate, sample_rate) as source:
-            spans = self._speech_spans(source)
-            segments = []
-            batches = range(0, len(spans), self.batch_size)
-            for start in tqdm(batches, desc="recognise", unit="batch", disable=not self.progress or len(batches) < 2,
-                              leave=False):
-                chosen = spans[start:start + self.batch_size]
-                waves = [source.read(s, e) for s, e in chosen]
-                keep = [(span, w) for span, w in zip(chosen, waves) if not self.segmenter.is_silent(w)]
-                for ((s, e), _), lp in zip(keep, self.log_probs([w for _, w in keep])):
-                    segments.append(_clip(self.decode_log_probs(lp, offset=s), e))
-            return _transcript(source.duration, segments)
+            return self._transcribe_source(source)
 
-    def _speech_spans(self, source: AudioInput) -> list[tuple[float, float]]:
-        if self.vad or source.duration > self.max_duration:
-            return self.segmenter.segments(source, self.max_duration, self.progress)
-        return [(0.0, source.duration)]
+    def transcribe_many(self, audios: Iterable[Any]) -> Iterator[tuple[Any, Transcript | LitAsrError]]:
+        """Each input with its transcript, or the LitAsrError that says why it could not be read, in order.
+
+        Short inputs share network batches of ``batch_size``; long ones are segmented as ``transcribe`` does.
+        """
+        pending: list[tuple[Any, torch.Tensor]] = []
+
+        def flush() -> list[tuple[Any, Transcript | LitAsrError]]:
+            done = list(zip([a for a, _ in pending], self.transcribe_batch([w for _, w in pending])))
+            pending.clear()
+            return done
+
+        for audio in audios:
+            try:
+                with open_audio(audio, self.sample_rate) as source:
+                    if self._needs_segments(source):
+                        result: Transcript | LitAsrError = self._transcribe_source(source)
+                    else:
+                        pending.append((audio, source.read()))
+                        result = None
+            except LitAsrError as exc:
+                result = exc
+            if result is not None:
+                yield from flush()
+                yield audio, result
+            elif len(pending) >= self.batch_size:
+                yield from flush()
+        yield from flush()
+
+    def _needs_segments(self, source: AudioInput) -> bool:
+        return self.vad or source.duration > self.max_duration
+
+    def _transcribe_source(self, source: AudioInput) -> Transcript:
+        spans = (self.segmenter.segments(source, self.max_duration, self.progress) if self._needs_segments(source)
+                 else [(0.0, source.duration)])
+        segments = []
+        batches = range(0, len(spans), self.batch_size)
+        for start in tqdm(batches, desc="recognise", unit="batch", disable=not self.progress or len(batches) < 2,
+                          leave=False):
+            chosen = spans[start:start + self.batch_size]
+            waves = [source.read(s, e) for s, e in chosen]  # one batch of segments in memory at a time
+            keep = [(span, w) for span, w in zip(chosen, waves) if not self.segmenter.is_silent(w)]
+            for ((s, e), _), lp in zip(keep, self.log_probs([w for _, w in keep])):
+                segments.append(_clip(self.decode_log_probs(lp, offset=s), e))
+        return _transcript(source.duration, segments)
 
     @property
     def segmenter(self):
@@ -190,8 +236,8 @@ def _build_segmenter(config: Any):
 
 
 def _clip(segment: Segment, end: float) -> Segment:
-    """Times cut at the audio's end: the last output frame may reach past the last sample."""
-    segment.end = min(segment.end, end)
+    """The segment ends where its audio does; token times cut there (the last output frame may reach past it)."""
+    segment.end = end
     for token in segment.tokens:
         token.start, token.end = min(token.start, end), min(token.end, end)
     return segment

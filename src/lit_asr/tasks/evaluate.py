@@ -2,7 +2,9 @@
 
 The model's log-probabilities are cached per (checkpoint, manifest) together with the vocabulary labels, so a
 Hydra multirun over decoder settings (alpha, beta, beam size) loads and runs the network once and afterwards
-pays only for reading the cache and decoding.
+pays only for reading the cache and decoding. The model runs through the :class:`Recognizer` (on ``device``) and
+the texts come from its decoder, so eval, infer and serving share one inference path. Besides ``result.json``,
+``predictions.jsonl`` holds every utterance's audio, reference, hypothesis and CER, for error analysis.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
@@ -29,12 +30,13 @@ from lit_asr.data.sampler import DurationBatchSampler
 from lit_asr.decoding.greedy import GreedyDecoder
 from lit_asr.errors import first_line
 from lit_asr.models.asr_module import AsrModule
-from lit_asr.models.loading import compute_log_probs, load_module
+from lit_asr.inference.recognizer import Recognizer, build_decoder
+from lit_asr.models.loading import load_module
 from lit_asr.utils.checkpoints import checkpoint_to_evaluate
 
 log = logging.getLogger("lit_asr")
 
-CACHE_VERSION = "4"  # bump when the cached entry's contents change, so old entries are not misread
+CACHE_VERSION = "5"  # bump when the cached entry's contents change, so old entries are not misread
 
 
 def _fingerprint(*paths: Path, extra: str = "") -> str:
@@ -58,13 +60,15 @@ def cache_file(checkpoint: Path, cfg: DictConfig) -> Path | None:
 
 
 def _compute(module: AsrModule, cfg: DictConfig) -> dict[str, Any]:
+    recognizer = Recognizer(module, device=cfg.get("device", "auto"))
     entries, _ = read_manifest(cfg.test_manifest, cfg.min_duration, cfg.max_duration)
     dataset = AsrDataset(entries, module.vocabulary, module.featurizer, module.normalizer)
     sampler = DurationBatchSampler([e.duration for e in entries], cfg.task.batch_size,
                                    cfg.get("max_batch_duration"), shuffle=False)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers)
-    log_probs, texts, loss = compute_log_probs(module, loader)
-    return {"log_probs": log_probs, "texts": texts, "loss": loss, "labels": module.vocabulary.labels(),
+    log_probs, texts, audio, loss = recognizer.score_batches(loader)
+    log.info("model ran on %s", recognizer.device)
+    return {"log_probs": log_probs, "texts": texts, "audio": audio, "loss": loss, "labels": recognizer.labels,
             "audio_seconds": float(sum(e.duration for e in entries))}
 
 
@@ -100,14 +104,14 @@ def test_log_probs(module: AsrModule, checkpoint: Path, cfg: DictConfig) -> tupl
 
 
 def run(cfg: DictConfig) -> float:
-    """Print ``Test ... loss, cer`` for the checkpoint and write ``result.json`` to the run directory."""
+    """Print ``Test ... loss, cer`` for the checkpoint; write ``result.json`` and ``predictions.jsonl`` to the run dir."""
     checkpoint = checkpoint_to_evaluate(cfg)
     t0 = time.monotonic()
     data, cached = load_log_probs(checkpoint, cfg)
     log_probs, texts, loss, labels = data["log_probs"], data["texts"], data["loss"], data["labels"]
     arrays = [lp.numpy() for lp in log_probs]
     t1 = time.monotonic()
-    decoder = hydra.utils.instantiate(cfg.decoder, labels=labels)  # loads the LM, if any
+    decoder = build_decoder(cfg.decoder, labels)  # the Recognizer's decoder; loads the LM, if any
     t2 = time.monotonic()
     try:
         hyps = decoder.decode_batch(arrays)
@@ -130,5 +134,15 @@ def run(cfg: DictConfig) -> float:
               "model_seconds": t_model, "decoder_setup_seconds": t_setup, "decode_seconds": t_decode,
               "audio_seconds": data["audio_seconds"], "decode_rtf": t_decode / max(data["audio_seconds"], 1e-9)}
     if HydraConfig.initialized():
-        Path(HydraConfig.get().runtime.output_dir, "result.json").write_text(json.dumps(result, indent=2))
+        out = Path(HydraConfig.get().runtime.output_dir)
+        (out / "result.json").write_text(json.dumps(result, indent=2))
+        write_predictions(out / "predictions.jsonl", data.get("audio") or [""] * len(texts), texts, hyps)
     return cer
+
+
+def write_predictions(path: Path, audio: list[str], references: list[str], hypotheses: list[str]) -> None:
+    """One JSON line per utterance: audio, reference, hypothesis and its own CER (worst first is a sort away)."""
+    with path.open("w", encoding="utf-8") as f:
+        for wav, ref, hyp in zip(audio, references, hypotheses):
+            line = {"audio": wav, "reference": ref, "hypothesis": hyp, "cer": float(char_error_rate(hyp, ref))}
+            f.write(json.dumps(line, ensure_ascii=False) + "\n")

@@ -26,6 +26,7 @@ from torch import nn
 
 from lit_asr.data.features import FeatureExtractor, Normalizer
 from lit_asr.errors import LitAsrError
+from lit_asr.inference.device import resolve_device
 from lit_asr.models.asr_module import AsrModule
 from lit_asr.models.loading import load_module
 from lit_asr.utils.checkpoints import checkpoint_to_evaluate, model_dir
@@ -79,10 +80,10 @@ def _features(module: AsrModule, waves: torch.Tensor, lengths: torch.Tensor) -> 
 
 
 def _max_diff(expected: tuple[torch.Tensor, torch.Tensor], got: tuple[Any, Any]) -> float:
-    log_probs, lengths = (torch.as_tensor(g) for g in got)
+    log_probs, lengths = (torch.as_tensor(g, device=e.device) for g, e in zip(got, expected))
     if not torch.equal(lengths, expected[1]):
         raise LitAsrError(f"exported model gives output lengths {lengths.tolist()}, expected {expected[1].tolist()}")
-    valid = torch.arange(log_probs.shape[1])[None, :] < lengths[:, None]
+    valid = torch.arange(log_probs.shape[1], device=log_probs.device)[None, :] < lengths[:, None]
     return float((log_probs - expected[0]).abs()[valid].max())
 
 
@@ -115,7 +116,7 @@ def export_onnx(model: nn.Module, inputs: tuple[torch.Tensor, ...], path: Path, 
     except ImportError:
         return None
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return _max_diff(model(*inputs), session.run(None, {n: x.numpy() for n, x in zip(names, inputs)}))
+    return _max_diff(model(*inputs), session.run(None, {n: x.cpu().numpy() for n, x in zip(names, inputs)}))
 
 
 def _has_onnx() -> bool:
@@ -148,13 +149,15 @@ def run(cfg: DictConfig) -> None:
     if unknown:
         raise LitAsrError(f"task.formats: unknown {sorted(unknown)}; choose from torchscript, onnx")
     checkpoint = checkpoint_to_evaluate(cfg)
-    module = load_module(checkpoint)
+    device = resolve_device(cfg.get("device", "auto"))
+    module = load_module(checkpoint).to(device)  # traced on this device: the files run where they were exported
+    log.info("exporting on %s", device)
     out = Path(cfg.task.output_dir) if cfg.task.get("output_dir") else model_dir(cfg) / "export"
     out.mkdir(parents=True, exist_ok=True)
     feats_model = FeatureModel(module.normalizer, module.net).eval()
     wave_model = WaveModel(module.featurizer, feats_model).eval()
-    waves, wave_lengths = _example(module, cfg.task.example_seconds)
-    feats = _features(module, waves, wave_lengths)
+    waves, wave_lengths = (t.to(device) for t in _example(module, cfg.task.example_seconds))
+    feats = tuple(t.to(device) for t in _features(module, waves, wave_lengths))
     io_feats = {"inputs": ["feats (B, T, F) float32", "feat_lengths (B,) int64"],
                 "outputs": ["log_probs (B, T', V) float32", "out_lengths (B,) int64"]}
     io_wave = {**io_feats, "inputs": ["waves (B, S) float32", "wave_lengths (B,) int64"]}

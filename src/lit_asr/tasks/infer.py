@@ -1,17 +1,16 @@
-"""Inference: transcribe audio files with a trained checkpoint and the configured decoder."""
+"""Inference: transcribe audio files with a trained checkpoint through the Recognizer (long files via VAD)."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-import hydra
 import soundfile
 from omegaconf import DictConfig
 
-from lit_asr.data.audio import load_audio
 from lit_asr.errors import LitAsrError
-from lit_asr.models.loading import load_module
+from lit_asr.inference.formats import EXTENSIONS, FORMATS, render
+from lit_asr.inference.recognizer import Recognizer
 from lit_asr.utils.checkpoints import checkpoint_to_evaluate
 
 log = logging.getLogger("lit_asr")
@@ -39,26 +38,33 @@ def audio_files(audio_path: str | None) -> list[Path]:
     return files
 
 
+def _check_output(cfg: DictConfig, files: list[Path]) -> tuple[str, Path | None]:
+    output_format = cfg.get("output_format", "text")
+    if output_format not in FORMATS:
+        raise LitAsrError(f"output_format={output_format} is not known: choose {', '.join(FORMATS)}")
+    out_dir = Path(cfg.task.output_dir) if cfg.task.get("output_dir") else None
+    if output_format == "srt" and len(files) > 1 and out_dir is None:
+        raise LitAsrError("output_format=srt with several files needs task.output_dir=FOLDER (one .srt per file)")
+    return output_format, out_dir
+
+
 def run(cfg: DictConfig) -> None:
-    """Print ``path<TAB>transcript`` per file; unreadable files are reported and skipped."""
+    """Print each file's transcript (or write one file per input to ``task.output_dir``); unreadable files are
+    reported and skipped. Short files go through the network ``batch_size`` at a time."""
     files = audio_files(cfg.audio_path)
-    module = load_module(checkpoint_to_evaluate(cfg))
-    decoder = hydra.utils.instantiate(cfg.decoder, labels=module.vocabulary.labels())
-    sample_rate = module.featurizer.sample_rate
-    try:
-        for start in range(0, len(files), cfg.batch_size):
-            chunk, waves = [], []
-            for f in files[start:start + cfg.batch_size]:
-                try:
-                    waves.append(load_audio(f, sample_rate))
-                    chunk.append(f)
-                except LitAsrError as exc:
-                    log.warning("skipped: %s", exc)
-            if not waves:
+    output_format, out_dir = _check_output(cfg, files)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    with Recognizer.from_config(cfg, checkpoint_to_evaluate(cfg), progress=True) as recognizer:
+        log.info("recognising %d file(s) on %s", len(files), recognizer.device)
+        for path, result in recognizer.transcribe_many(files):
+            if isinstance(result, LitAsrError):
+                log.warning("skipped: %s", result)
                 continue
-            _, log_probs, lengths = module.transcribe(waves)
-            texts = decoder.decode_batch([log_probs[i, : lengths[i]].numpy() for i in range(len(waves))])
-            for f, text in zip(chunk, texts):
-                print(f"{f}\t{text}", flush=True)
-    finally:
-        decoder.close()
+            text = render(str(path), result, output_format)
+            if out_dir is None:
+                print(text, flush=True)
+            else:
+                target = out_dir / (Path(path).stem + EXTENSIONS[output_format])
+                target.write_text(text + "\n", encoding="utf-8")
+                log.info("wrote %s", target)
