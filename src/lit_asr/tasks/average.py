@@ -46,8 +46,9 @@ def select(checkpoints: dict[int, dict[str, Any]], num: int, mode: str) -> list[
         return sorted(checkpoints)[-num:]
     missing = [e for e, c in checkpoints.items() if "val/cer" not in c.get("val_metrics", {})]
     if missing:
-        raise LitAsrError(f"avg_mode=best needs the val/cer each epoch checkpoint was saved with, and epoch_{missing[0]} "
-                          "has none (saved without a test pass, or by an older version): use avg_mode=last")
+        raise LitAsrError(f"avg_mode=best needs the val/cer each epoch checkpoint was saved with, and "
+                          f"epoch_{missing[0]} has none (saved without a test pass, or by an older version): "
+                          "use avg_mode=last")
     return sorted(sorted(checkpoints, key=lambda e: checkpoints[e]["val_metrics"]["val/cer"])[:num])
 
 

@@ -1,4 +1,4 @@
-"""Conformer-CTC: conv2d subsampling, sinusoidal positions, torchaudio's Conformer layers, a linear layer to the vocabulary.
+"""Conformer-CTC: conv2d subsampling, sinusoidal positions, torchaudio's Conformer layers, a linear output layer.
 
 The layers are ``torchaudio.models.Conformer``'s; only its 4-line ``forward`` is replaced, because it derives the
 padding mask with ``lengths.max().item()``, which tracing would bake into an exported model as a constant.
