@@ -111,6 +111,9 @@ class AsrModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["skipped_steps"] = self.skipped_steps  # the counts go on across a resume
         checkpoint["empty_batches"] = self.empty_batches
+        # task=average ranks epoch checkpoints by the test metrics of the validation they were saved after
+        metrics = self._trainer.callback_metrics if self._trainer is not None else {}
+        checkpoint["val_metrics"] = {k: float(v) for k, v in metrics.items() if k.startswith("val/")}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.skipped_steps = int(checkpoint.get("skipped_steps", 0))

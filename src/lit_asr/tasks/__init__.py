@@ -17,7 +17,8 @@ from lit_asr.utils.config_check import check_config
 log = logging.getLogger("lit_asr")
 
 TASKS = {"train": "lit_asr.tasks.train", "eval": "lit_asr.tasks.evaluate",
-         "infer": "lit_asr.tasks.infer", "export": "lit_asr.tasks.export", "serve": "lit_asr.tasks.serve"}
+         "infer": "lit_asr.tasks.infer", "export": "lit_asr.tasks.export", "serve": "lit_asr.tasks.serve",
+         "average": "lit_asr.tasks.average"}
 
 
 def print_config(cfg: DictConfig) -> None:

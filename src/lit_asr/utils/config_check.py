@@ -18,6 +18,8 @@ from lit_asr.errors import LitAsrError
 _NUMBERS = {
     "batch_size": ("int", 1, True),
     "num_epoch": ("int", 1, True),
+    "accum_grad": ("int", 1, True),
+    "avg_num": ("int", 1, True),
     "num_workers": ("int", 0, True),
     "sortagrad_epochs": ("int", 0, True),
     "seed": ("int", -math.inf, True),
@@ -71,6 +73,31 @@ def _writable_folder(key: str, folder: Path) -> None:
         raise LitAsrError(f"cannot write checkpoints to {folder}: {probe} is not writable (set {key}=PATH)")
 
 
+def _check_attention_model(cfg: DictConfig) -> None:
+    """Sizes of a Conformer-style model (keys d_model, num_heads, subsampling) that its layers cannot take."""
+    model = cfg.model
+    if model.d_model % model.num_heads:
+        raise LitAsrError(f"model.num_heads={model.num_heads} must divide model.d_model={model.d_model}")
+    if "conv_kernel" in model and model.conv_kernel % 2 == 0:
+        raise LitAsrError(f"model.conv_kernel={model.conv_kernel} must be odd")
+    # only train builds a model from cfg.model; torch is imported by that task a moment later anyway
+    from lit_asr.models.components.subsampling import LAYERS, receptive_field
+
+    if model.subsampling not in LAYERS:
+        raise LitAsrError(f"model.subsampling={model.subsampling} must be one of {', '.join(map(str, LAYERS))}")
+    needed = receptive_field(model.subsampling)
+    features = cfg.get("features") or {}
+    if cfg.get("min_duration") and {"sample_rate", "window_ms", "stride_ms"} <= set(features):
+        rate = features.sample_rate
+        window, hop = round(rate * features.window_ms / 1000), round(rate * features.stride_ms / 1000)
+        frames = max(0, (int(cfg.min_duration * rate) - window) // hop + 1)
+        if frames < needed:
+            shortest = ((needed - 1) * hop + window) / rate
+            raise LitAsrError(f"model.subsampling={model.subsampling} needs {needed} feature frames for one output "
+                              f"frame, but min_duration={cfg.min_duration} allows utterances of {frames}: raise "
+                              f"min_duration to at least {shortest:g} or lower model.subsampling")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Raise LitAsrError, naming the key, for a value of the wrong type or range or a missing input file."""
     for key in _NUMBERS:
@@ -84,6 +111,8 @@ def check_config(cfg: DictConfig) -> None:
         raise LitAsrError(f"max_batch_duration={cfg.max_batch_duration} is below max_duration={cfg.max_duration}: "
                           "raise max_batch_duration or lower max_duration")
     task = cfg.task.name if "task" in cfg and "name" in cfg.task else None
+    if task == "train" and cfg.get("model") is not None and {"d_model", "num_heads", "subsampling"} <= set(cfg.model):
+        _check_attention_model(cfg)
     for key, (what, advice) in _TASK_FILES.get(task, {}).items():
         if key == "train_manifest" and cfg.get("train_shards"):
             continue  # shards replace the train manifest
