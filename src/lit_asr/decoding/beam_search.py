@@ -38,7 +38,7 @@ from pyctcdecode.language_model import LanguageModel
 
 from lit_asr.data.text import is_cjk, normalize_text
 from lit_asr.decoding.lm import read_arpa_unigrams, tokenize_for_lm
-from lit_asr.errors import LitAsrError
+from lit_asr.errors import LitAsrError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class BeamSearchDecoder:
         try:
             model = kenlm.Model(str(path), config)
         except (OSError, RuntimeError) as err:
-            raise LitAsrError(f"cannot load language model {path}: {err}") from None
+            raise LitAsrError(f"cannot load language model {path}: {first_line(err)}") from None
         if unigrams is None and not is_binary:
             unigrams = read_arpa_unigrams(path)
         elif unigrams is None:
