@@ -18,7 +18,11 @@ log = logging.getLogger(__name__)
 
 
 class AsrDataset(Dataset):
-    """Loads audio, perturbs the waveform, extracts and normalises features, perturbs the spectrogram."""
+    """Loads audio, perturbs the waveform, extracts and normalises features, perturbs the spectrogram.
+
+    With ``duration_tolerance`` (seconds) an utterance whose audio is longer or shorter than its entry says by more
+    than that is skipped, so a file changed after its manifest was read cannot break the batch bounds.
+    """
 
     def __init__(
         self,
@@ -28,6 +32,7 @@ class AsrDataset(Dataset):
         normalizer: Normalizer,
         wave_augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
         spec_augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        duration_tolerance: float | None = None,
     ):
         self.entries = list(entries)
         self.vocabulary = vocabulary
@@ -35,6 +40,7 @@ class AsrDataset(Dataset):
         self.normalizer = normalizer
         self.wave_augment = wave_augment
         self.spec_augment = spec_augment
+        self.duration_tolerance = duration_tolerance
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -46,6 +52,12 @@ class AsrDataset(Dataset):
         except LitAsrError as exc:
             # One unreadable file must not end the epoch: report it and let collate drop it.
             log.warning("skipping utterance: %s (replace the file or remove it from the manifest)", exc)
+            return None
+        seconds = wave.numel() / self.featurizer.sample_rate
+        if self.duration_tolerance is not None and abs(seconds - entry.duration) > self.duration_tolerance:
+            # Batches were bounded (max_batch_duration) by the manifest's length; the file has changed since.
+            log.warning("skipping utterance: audio %s lasts %.2f s, not the %.2f s it was batched by (re-run "
+                        "scripts/prepare_data.py)", entry.audio_filepath, seconds, entry.duration)
             return None
         if self.wave_augment is not None:
             wave = self.wave_augment(wave, self.featurizer.sample_rate)
