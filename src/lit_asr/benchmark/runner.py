@@ -201,7 +201,7 @@ def section_decoding(ctx: Context) -> dict:
     """Real-time factor of greedy decoding and of beam search + LM, one process and a pool."""
     s = ctx.settings
     cfg, module, checkpoint, trained, seconds, lm = _decode_setup(ctx)
-    log_probs, texts, _ = decoding.test_log_probs(module, checkpoint, cfg)
+    log_probs, texts, _ = decoding.timed_test_set_log_probs(module, checkpoint, cfg)
     labels = module.vocabulary.labels()
     greedy_cfg = ctx.config("decoder=greedy")
     peaky = decoding.peaky_log_probs(texts, [len(lp) for lp in log_probs], module.vocabulary)

@@ -13,6 +13,7 @@ import signal
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 import pytorch_lightning as pl
@@ -21,17 +22,21 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from lit_asr.callbacks.checkpoint import GracefulStop, LastBatchResume, ScheduleLengthCheck, display
+from lit_asr.callbacks.checkpoint import GracefulStop, display
 from lit_asr.data.augment import WaveAugmentor
 from lit_asr.data.datamodule import AsrDataModule
 from lit_asr.data.features import FeatureExtractor, load_mean_std
 from lit_asr.data.vocabulary import Vocabulary
+from lit_asr.decoding.greedy import GreedyDecoder
 from lit_asr.errors import LitAsrError
 from lit_asr.loggers.visualdl import VisualDLLogger
 from lit_asr.models.asr_module import AsrModule
 from lit_asr.models.loading import load_pretrained_weights
 from lit_asr.utils.checkpoints import (LAST_MODEL, checkpoint_file, checkpoint_to_resume, model_dir, progress,
                                        read_checkpoint, resume_mismatch, tidy)
+
+if TYPE_CHECKING:
+    from lit_asr.decoding.beam_search import BeamSearchDecoder
 
 log = logging.getLogger("lit_asr")
 
@@ -41,50 +46,65 @@ def _plain(node) -> dict | None:
 
 
 def build_module(cfg: DictConfig, vocabulary: Vocabulary, featurizer: FeatureExtractor) -> AsrModule:
-    """A fresh AsrModule holding the vocabulary, feature settings and normalisation statistics."""
+    """A fresh AsrModule holding the vocabulary, feature settings and normalisation statistics.
+
+    ``mean_std_path`` is read here and nowhere else in training: the module owns the statistics from then on.
+    """
     mean, std = load_mean_std(cfg.mean_std_path, featurizer.config)
     return AsrModule(model=_plain(cfg.model), vocabulary=vocabulary.tokens, feature_config=featurizer.config,
                      mean=mean.tolist(), std=std.tolist(), optimizer=_plain(cfg.optimizer),
                      scheduler=_plain(cfg.get("scheduler")))
 
 
-def build_datamodule(cfg: DictConfig, vocabulary: Vocabulary, featurizer: FeatureExtractor) -> AsrDataModule:
-    """The data module with augmentation from the ``augment`` group (training batches only)."""
+def build_datamodule(cfg: DictConfig, module: AsrModule) -> AsrDataModule:
+    """The data module over ``module``'s vocabulary, features and statistics, with augmentation from ``augment``."""
     augment = cfg.get("augment") or {}
     wave = WaveAugmentor([hydra.utils.instantiate(p) for p in augment.get("wave") or []])
     spec = hydra.utils.instantiate(augment["spec"]) if augment.get("spec") else None
     return AsrDataModule(
-        train_manifest=cfg.train_manifest, test_manifest=cfg.test_manifest, vocabulary=vocabulary,
-        featurizer=featurizer, mean_std_path=cfg.mean_std_path, min_duration=cfg.min_duration,
-        max_duration=cfg.max_duration, batch_size=cfg.batch_size, max_batch_duration=cfg.max_batch_duration,
-        num_workers=cfg.num_workers, wave_augment=wave if wave.perturbations else None, spec_augment=spec,
-        seed=cfg.seed, sortagrad_epochs=cfg.sortagrad_epochs)
+        train_manifest=cfg.train_manifest, test_manifest=cfg.test_manifest, model=module,
+        min_duration=cfg.min_duration, max_duration=cfg.max_duration, batch_size=cfg.batch_size,
+        max_batch_duration=cfg.max_batch_duration, num_workers=cfg.num_workers,
+        wave_augment=wave if wave.perturbations else None, spec_augment=spec, seed=cfg.seed,
+        sortagrad_epochs=cfg.sortagrad_epochs, duration_tolerance=cfg.get("duration_tolerance"))
 
 
 def build_parts(cfg: DictConfig) -> tuple[AsrModule, AsrDataModule]:
-    """The module and the data module of ``cfg``, wired so the data module drops CTC-infeasible utterances."""
-    vocabulary = Vocabulary.load(cfg.dataset_vocab)
-    featurizer = hydra.utils.instantiate(cfg.features)
-    module = build_module(cfg, vocabulary, featurizer)
-    datamodule = build_datamodule(cfg, vocabulary, featurizer)
-    datamodule.output_frames = module.output_frames
-    return module, datamodule
+    """The module and the data module of ``cfg``; the data module takes everything it shares with the module
+    (vocabulary, features, normalisation, output length for dropping CTC-infeasible utterances) from it."""
+    module = build_module(cfg, Vocabulary.load(cfg.dataset_vocab), hydra.utils.instantiate(cfg.features))
+    return module, build_datamodule(cfg, module)
 
 
 def build_trainer(cfg: DictConfig, resuming: bool = False) -> pl.Trainer:
-    """The Lightning Trainer with the configured callbacks and logger, plus the checks of callbacks/checkpoint.py."""
+    """The Lightning Trainer with the callbacks of ``conf/callbacks`` and the configured logger.
+
+    With ``eval_every_epoch=false`` there is no test pass, and the callbacks that watch its metrics are left out.
+    """
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    callbacks += [ScheduleLengthCheck(), LastBatchResume(), GracefulStop()]
+    extra = {}
+    if not cfg.get("eval_every_epoch", True):
+        extra["limit_val_batches"] = 0
+        callbacks = [c for c in callbacks if not str(getattr(c, "monitor", None) or "").startswith("val/")]
     logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
     if isinstance(logger, VisualDLLogger):
         logger.resume = resuming
-    extra = {}
     if "enable_checkpointing" not in cfg.trainer:
         # Without our checkpoint callbacks Lightning would add its own, writing elsewhere.
         extra["enable_checkpointing"] = any(isinstance(c, ModelCheckpoint) for c in callbacks)
     # Our checkpoint folder is meant to be reused across runs (that is how resuming works).
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger, **extra)
+
+
+def build_test_decoder(cfg: DictConfig, module: AsrModule) -> BeamSearchDecoder | None:
+    """The configured decoder for the per-epoch test pass, or None when it is greedy (the module's own)."""
+    if not cfg.get("eval_every_epoch", True) or not cfg.get("decoder"):
+        return None
+    decoder = hydra.utils.instantiate(cfg.decoder, labels=module.vocabulary.labels())
+    if isinstance(decoder, GreedyDecoder):
+        return None
+    return decoder
 
 
 def _is_sole_process() -> bool:
@@ -130,6 +150,7 @@ def run(cfg: DictConfig) -> float | None:
     if resume is None and cfg.pretrained_model:
         initialise_from(module, cfg.pretrained_model)
     trainer = build_trainer(cfg, resuming=resume is not None)
+    module.decoder = build_test_decoder(cfg, module)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     except SIGTERMException:
@@ -142,5 +163,8 @@ def run(cfg: DictConfig) -> float | None:
         log.warning("training stopped by %s; %s holds the state: run the same command to resume",
                     signal.Signals(signum).name, display(model_dir(cfg) / LAST_MODEL))
         sys.exit(128 + signum)
+    finally:
+        if module.decoder is not None:
+            module.decoder.close()
     cer = trainer.callback_metrics.get("val/cer")
     return float(cer) if cer is not None else None
