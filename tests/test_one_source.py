@@ -50,18 +50,22 @@ def test_the_test_pass_and_task_eval_score_the_same_utterances(tiny, tmp_path):
     assert evaluate.run(cfg) == pytest.approx(val_cer, abs=1e-6)
 
 
+def _trainer_config(tiny, tmp_path, *extra):
+    return run_config(tiny, tmp_path, "logger=none", f"trainer.default_root_dir={tmp_path}", *extra)
+
+
 def test_every_callback_comes_from_conf_and_can_be_dropped(tiny, tmp_path):
     kinds = (ScheduleLengthCheck, LastBatchResume, GracefulStop)
-    trainer = build_trainer(run_config(tiny, tmp_path, "logger=none"))
+    trainer = build_trainer(_trainer_config(tiny, tmp_path))
     assert all(sum(isinstance(c, kind) for c in trainer.callbacks) == 1 for kind in kinds)
-    trainer = build_trainer(run_config(tiny, tmp_path, "logger=none", "callbacks.graceful_stop=null"))
+    trainer = build_trainer(_trainer_config(tiny, tmp_path, "callbacks.graceful_stop=null"))
     assert not any(isinstance(c, GracefulStop) for c in trainer.callbacks)
 
 
 def test_trainer_arguments_as_the_readme_says(tiny, tmp_path):
     # Keys of conf/trainer/default.yaml plainly, any other Trainer argument with +, ++ for either.
-    cfg = run_config(tiny, tmp_path, "logger=none", "trainer.gradient_clip_val=5", "+trainer.accumulate_grad_batches=2",
-                     "++trainer.limit_train_batches=3", "++trainer.log_every_n_steps=7")
+    cfg = _trainer_config(tiny, tmp_path, "trainer.gradient_clip_val=5", "+trainer.accumulate_grad_batches=2",
+                          "++trainer.limit_train_batches=3", "++trainer.log_every_n_steps=7")
     trainer = build_trainer(cfg)
     assert (trainer.gradient_clip_val, trainer.accumulate_grad_batches, trainer.limit_train_batches,
             trainer.log_every_n_steps) == (5, 2, 3, 7)

@@ -103,7 +103,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """A checkpoint's contents, memory-mapped (tensors stay on disk until used) and without running pickled code."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError) as exc:
+    # Damaged bytes can make the weights-only unpickler fail in any of these ways (an empty stack: IndexError).
+    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError, KeyError, IndexError) as exc:
         raise unreadable_checkpoint(path, exc) from None
 
 
