@@ -17,6 +17,7 @@ from lit_asr.data.degraded import degrade, load_channel
 from lit_asr.data.features import FeatureExtractor, save_mean_std
 from lit_asr.data.manifest import read_manifest
 from lit_asr.data.vocabulary import Vocabulary
+from lit_asr.models.asr_module import AsrModule
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 16000
@@ -44,8 +45,14 @@ def dataset(tmp_path, write_wav):
 
 
 def _datamodule(dataset, **kwargs) -> AsrDataModule:
-    paths, vocab, extractor, mean_std = dataset
-    dm = AsrDataModule(str(paths["train"]), str(paths["test"]), vocab, extractor, str(mean_std), num_workers=0,
+    paths, vocab, extractor, _ = dataset
+    model = {"_target_": "lit_asr.models.components.deepspeech2.DeepSpeech2", "conv_channels": [4, 4],
+             "conv_kernels": [[5, 11], [5, 11]], "conv_strides": [[2, 2], [2, 2]], "num_rnn_layers": 1,
+             "rnn_size": 8, "rnn_type": "gru", "bidirectional": True}
+    module = AsrModule(model=model, vocabulary=vocab.tokens, feature_config=extractor.config,
+                       mean=[0.0] * extractor.dim, std=[1.0] * extractor.dim,
+                       optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-3})
+    dm = AsrDataModule(str(paths["train"]), str(paths["test"]), model=module, num_workers=0,
                        wave_augment=WaveAugmentor([VolumePerturb(1.0)]), **kwargs)
     dm.setup("fit")
     return dm

@@ -10,7 +10,9 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
 
 from lit_asr.data.datamodule import AsrDataModule
 from lit_asr.data.manifest import read_manifest
@@ -48,7 +50,8 @@ def messy_manifest(tiny: dict, folder: Path) -> tuple[Path, dict]:
     path = write_jsonl(folder / "manifest.messy", lines)
     with open(path, "ab") as f:
         f.write(b'\xff\xfe{"not": "utf-8"\n')                                         # 16 undecodable
-    expected = {"malformed JSON": 3, "missing key duration": 1, "missing key duration/text": 1,
+    expected = {"malformed JSON": 2, "not UTF-8 text": 1, "missing key duration": 1,
+                "missing key duration/text": 1,
                 "duration not a positive number": 2, "audio file missing": 1, "duplicate entry": 1,
                 "empty transcript": 2, "longer than max_duration=20.0s": 1}
     return path, expected
@@ -122,7 +125,10 @@ def test_nothing_left_after_the_filters_is_a_one_line_error(tiny, tmp_path):
 def test_batches_are_bounded_by_audio_duration(tiny, tmp_path):
     """max_batch_duration bounds the padded audio of every batch; utterances over max_duration never load."""
     good = manifest_items(tiny["train_manifest"])
-    train = write_jsonl(tmp_path / "manifest.train", good + [{**good[0], "text": "白日", "duration": 25.0}])
+    wave, sr = soundfile.read(good[0]["audio_filepath"])
+    soundfile.write(tmp_path / "long.wav", np.tile(wave, int(25 * sr / len(wave)) + 1), sr)  # a real 25+ s file
+    long = {"audio_filepath": str(tmp_path / "long.wav"), "text": "白日", "duration": 25.0}
+    train = write_jsonl(tmp_path / "manifest.train", good + [long])
     dm = _datamodule(tiny, tmp_path, train_manifest=train)
     dm.batch_size, dm.max_batch_duration = 32, 6.0
     dm.setup("fit")

@@ -58,12 +58,12 @@ def eval_config(cfg: DictConfig, entries: list[ManifestEntry], workdir: Path) ->
     return cfg
 
 
-def test_log_probs(module: AsrModule, checkpoint: Path, cfg: DictConfig) -> tuple[list, list[str], float]:
+def timed_test_set_log_probs(module: AsrModule, checkpoint: Path, cfg: DictConfig) -> tuple[list, list[str], float]:
     """The eval task's (cached) log-probs, references and the seconds it took."""
-    from lit_asr.tasks.evaluate import test_log_probs as cached_log_probs
+    from lit_asr.tasks.evaluate import test_set_log_probs
 
     t0 = time.perf_counter()
-    log_probs, texts, _ = cached_log_probs(module, checkpoint, cfg)
+    log_probs, texts, _ = test_set_log_probs(module, checkpoint, cfg)
     return log_probs, texts, time.perf_counter() - t0
 
 
@@ -113,7 +113,7 @@ def sweep_cost(module: AsrModule, checkpoint: Path, cfg: DictConfig, points: lis
     (cache read + decoder), in this process: the eval task's work without process start-up and imports."""
     rows = []
     for alpha, beta in points:
-        log_probs, texts, network_s = test_log_probs(module, checkpoint, cfg)
+        log_probs, texts, network_s = timed_test_set_log_probs(module, checkpoint, cfg)
         t0 = time.perf_counter()
         decoder = hydra.utils.instantiate(cfg.decoder, labels=module.vocabulary.labels(), alpha=alpha, beta=beta)
         build_s = time.perf_counter() - t0

@@ -23,11 +23,10 @@ from lit_asr.data.vocabulary import Vocabulary
 
 def training_dataset(cfg: DictConfig, entries: list[ManifestEntry]) -> AsrDataset:
     """The training dataset of ``cfg`` (its augmentation included) over ``entries``."""
-    from lit_asr.tasks.train import build_datamodule
+    from lit_asr.tasks.train import build_parts
 
-    vocabulary = Vocabulary.load(cfg.dataset_vocab)
-    dm = build_datamodule(cfg, vocabulary, hydra.utils.instantiate(cfg.features))
-    return AsrDataset(entries, vocabulary, dm.featurizer, dm.normalizer, dm.wave_augment, dm.spec_augment)
+    _, dm = build_parts(cfg)
+    return AsrDataset(entries, dm.vocabulary, dm.featurizer, dm.normalizer(), dm.wave_augment, dm.spec_augment)
 
 
 def item_throughput(dataset: AsrDataset, repeats: int) -> dict:
@@ -97,8 +96,7 @@ def data_wait(cfg: DictConfig, entries: list[ManifestEntry], workdir: Path, num_
     module = build_module(cfg, vocabulary, featurizer)
     cfg = copy.deepcopy(cfg)
     cfg.train_manifest = str(manifest)
-    dm = build_datamodule(cfg, vocabulary, featurizer)
-    dm.output_frames = module.output_frames
+    dm = build_datamodule(cfg, module)
     timer = LoopTimer()
     trainer = pl.Trainer(max_steps=skip + num_batches, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

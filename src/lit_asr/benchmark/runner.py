@@ -19,6 +19,7 @@ from lit_asr.benchmark import compute, decoding, pipeline
 from lit_asr.benchmark.common import (chars_per_second, compose_config, hardware, load_average,
                                       manifest_durations, torch_threads)
 from lit_asr.data.vocabulary import Vocabulary
+from lit_asr.errors import first_line
 
 SECTIONS = ("matmul", "training", "variants", "pipeline", "padding", "decoding", "sweep")
 MODELS = {"demo": "deepspeech2_small", "masr": "deepspeech2"}
@@ -134,7 +135,7 @@ def section_variants(ctx: Context) -> dict:
                 r = compute.measure_step(ctx.model_config(key), ctx.batch(), ctx.vocab_size,
                                          ctx.settings.variant_repeats, ctx.device, variant=name, flops=False)
             except Exception as exc:  # a variant that does not run here (e.g. torch.compile) is a finding too
-                rows[name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"}
+                rows[name] = {"error": f"{type(exc).__name__}: {first_line(exc)[:300]}"}
                 continue
             r["speedup"] = baseline["median_s"] / r["median_s"]
             if "step_flops" in baseline:
@@ -200,7 +201,7 @@ def section_decoding(ctx: Context) -> dict:
     """Real-time factor of greedy decoding and of beam search + LM, one process and a pool."""
     s = ctx.settings
     cfg, module, checkpoint, trained, seconds, lm = _decode_setup(ctx)
-    log_probs, texts, _ = decoding.test_log_probs(module, checkpoint, cfg)
+    log_probs, texts, _ = decoding.timed_test_set_log_probs(module, checkpoint, cfg)
     labels = module.vocabulary.labels()
     greedy_cfg = ctx.config("decoder=greedy")
     peaky = decoding.peaky_log_probs(texts, [len(lp) for lp in log_probs], module.vocabulary)

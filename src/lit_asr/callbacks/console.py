@@ -64,6 +64,8 @@ class ConsoleLogger(pl.Callback):
     def _report(self, trainer: pl.Trainer) -> None:
         metrics = trainer.callback_metrics
         elapsed = time.monotonic() - self._epoch_start if self._epoch_start else 0.0
-        log.info("Test epoch: %d, time/epoch: %s, loss: %.5f, cer: %.5f", trainer.current_epoch + 1,
+        # cer is the configured decoder's; with a beam search, greedy decoding's follows for comparison.
+        greedy = f", cer_greedy: {float(metrics['val/cer_greedy']):.5f}" if "val/cer_greedy" in metrics else ""
+        log.info("Test epoch: %d, time/epoch: %s, loss: %.5f, cer: %.5f%s", trainer.current_epoch + 1,
                  _fmt(elapsed, fraction=True), float(metrics.get("val/loss", float("nan"))),
-                 float(metrics.get("val/cer", float("nan"))))
+                 float(metrics.get("val/cer", float("nan"))), greedy)

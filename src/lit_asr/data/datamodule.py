@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytorch_lightning as pl
 import torch
@@ -16,12 +16,14 @@ from torch.utils.data import DataLoader
 
 from lit_asr.data.augment import SpecAugment, WaveAugmentor
 from lit_asr.data.dataset import AsrDataset, collate
-from lit_asr.data.features import FeatureExtractor, Normalizer, load_mean_std
+from lit_asr.data.features import FeatureExtractor, Normalizer
 from lit_asr.data.manifest import ManifestEntry, read_manifest
 from lit_asr.data.sampler import DurationBatchSampler
 from lit_asr.data.shards import ShardedBatches, StepSampler, identity, read_index
-from lit_asr.data.vocabulary import Vocabulary
 from lit_asr.errors import LitAsrError
+
+if TYPE_CHECKING:  # the model imports nothing from here; only its type is needed
+    from lit_asr.models.asr_module import AsrModule
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +52,18 @@ class AsrDataModule(pl.LightningDataModule):
 
     Validation reads ``dev_manifest`` (None: ``manifest.dev`` beside ``test_manifest``); when that file does not
     exist (a dataset folder from before dev splits) it reads ``test_manifest`` and says so once.
+
+    The vocabulary, the feature settings and the normalisation statistics come from ``model`` (the AsrModule,
+    which saves them in its checkpoints), never from files of their own: training batches are normalised exactly
+    as evaluation, inference and export normalise. The statistics are copied from the model's buffers whenever a
+    loader is made, i.e. after Lightning has restored a checkpoint into the model.
     """
 
     def __init__(
         self,
         train_manifest: str,
         test_manifest: str,
-        vocabulary: Vocabulary,
-        featurizer: FeatureExtractor,
-        mean_std_path: str,
+        model: AsrModule,
         min_duration: float = 0.5,
         max_duration: float = 20.0,
         batch_size: int = 32,
@@ -71,57 +76,73 @@ class AsrDataModule(pl.LightningDataModule):
         train_shards: str | None = None,
         shuffle_shards: int = 4,
         dev_manifest: str | None = None,
+        duration_tolerance: float | None = None,
     ):
         super().__init__()
         self.train_shards, self.shuffle_shards = train_shards, shuffle_shards
         self.train_manifest, self.test_manifest = train_manifest, test_manifest
         self.dev_manifest = dev_manifest
-        self.vocabulary = vocabulary
-        self.featurizer = featurizer
-        mean, std = load_mean_std(mean_std_path, featurizer.config)
-        self.normalizer = Normalizer(torch.from_numpy(mean), torch.from_numpy(std))
+        self.model = model
+        self.vocabulary = model.vocabulary
+        # A copy on the CPU for the loader workers: the model's own moves to the accelerator with it.
+        self.featurizer = FeatureExtractor(**model.hparams.feature_config)
         self.min_duration, self.max_duration = min_duration, max_duration
+        self.duration_tolerance = duration_tolerance
         self.batch_size, self.max_batch_duration = batch_size, max_batch_duration
         self.num_workers = num_workers
         self.wave_augment, self.spec_augment = wave_augment, spec_augment
         self.seed = seed
         self.sortagrad_epochs = sortagrad_epochs
-        # Set by the training task from the model, so CTC-infeasible utterances can be dropped up front.
-        self.output_frames: Callable[[int], int] | None = None
         self.train_set: AsrDataset | ShardedBatches | None = None
         self.test_set: AsrDataset | None = None
         self.val_set: AsrDataset | None = None
         self.train_sampler: DurationBatchSampler | None = None
         self._resume_position: dict | None = None  # from a checkpoint: where the training batches go on
 
+    def normalizer(self) -> Normalizer:
+        """A CPU copy of the model's normaliser, as it is now."""
+        return Normalizer(self.model.normalizer.mean.detach().cpu().clone(),
+                          self.model.normalizer.std.detach().cpu().clone())
+
     def _load(self, path: str, split: str) -> list[ManifestEntry]:
-        entries, _ = read_manifest(path, self.min_duration, self.max_duration)
+        entries, _ = read_manifest(path, self.min_duration, self.max_duration,
+                                   duration_tolerance=self.duration_tolerance)
         unknown = [e for e in entries if self.vocabulary.count_unknown(e.text)]
         if unknown:
             chars = sorted({ch for e in unknown for ch in e.text if ch not in self.vocabulary})
             log.warning("%s: %d utterances have characters outside the vocabulary, mapped to <unk> (%d distinct, "
                         "e.g. %s)", split, len(unknown), len(chars), " ".join(repr(c) for c in chars[:5]))
-        if self.output_frames is not None:
-            sr = self.featurizer.sample_rate
-            feasible = [ctc_feasible(self.vocabulary.encode(e.text),
-                                     self.output_frames(self.featurizer.num_frames(int(e.duration * sr))))
-                        for e in entries]
-            kept = [e for e, ok in zip(entries, feasible) if ok]
-            if len(kept) < len(entries):
-                first = entries[feasible.index(False)]
-                log.warning("%s: skipped %d utterances too short for their transcript (CTC needs at least one "
-                            "output frame per character), e.g. %s: %d characters in %.2f s", split,
-                            len(entries) - len(kept), first.audio_filepath, len(first.text), first.duration)
-            entries = kept
+        if split == "train":
+            # Only training drops them (their loss would be infinite); the test pass scores every utterance, as
+            # task=eval does, so both CERs are computed on the same utterances.
+            entries = self._ctc_feasible(entries, split)
         if not entries:
             raise LitAsrError(f"{split}: no utterances left in {path} after the checks above")
         return entries
+
+    def _ctc_feasible(self, entries: list[ManifestEntry], split: str) -> list[ManifestEntry]:
+        sr = self.featurizer.sample_rate
+        feasible = [ctc_feasible(self.vocabulary.encode(e.text),
+                                 self.model.output_frames(self.featurizer.num_frames(int(e.duration * sr))))
+                    for e in entries]
+        kept = [e for e, ok in zip(entries, feasible) if ok]
+        if len(kept) < len(entries):
+            first = entries[feasible.index(False)]
+            log.warning("%s: skipped %d utterances too short for their transcript (CTC needs at least one "
+                        "output frame per character), e.g. %s: %d characters in %.2f s", split,
+                        len(entries) - len(kept), first.audio_filepath, len(first.text), first.duration)
+        return kept
+
+    def _dataset(self, entries: list[ManifestEntry], augment: bool) -> AsrDataset:
+        return AsrDataset(entries, self.vocabulary, self.featurizer, self.normalizer(),
+                          self.wave_augment if augment else None, self.spec_augment if augment else None,
+                          duration_tolerance=self.duration_tolerance)
 
     def _sharded_train_set(self) -> ShardedBatches:
         # Transcripts live inside the shards: the CTC-feasibility filter cannot run up front; CTC's zero_infinity
         # gives an infeasible utterance zero loss instead.
         world, rank = self._ranks()
-        items = AsrDataset([], self.vocabulary, self.featurizer, self.normalizer, self.wave_augment, self.spec_augment)
+        items = self._dataset([], augment=True)
         dataset = ShardedBatches(read_index(self.train_shards), items, self.batch_size, self.max_batch_duration,
                                  seed=self.seed, world=world, rank=rank, shuffle_shards=self.shuffle_shards)
         log.info("train: %d shards from %s, %d steps per epoch on each of %d rank(s)", len(dataset.shards),
@@ -132,15 +153,12 @@ class AsrDataModule(pl.LightningDataModule):
         if stage in (None, "fit") and self.train_set is None and self.train_shards:
             self.train_set = self._sharded_train_set()
         if stage in (None, "fit") and self.train_set is None:
-            self.train_set = AsrDataset(self._load(self.train_manifest, "train"), self.vocabulary, self.featurizer,
-                                        self.normalizer, self.wave_augment, self.spec_augment)
+            self.train_set = self._dataset(self._load(self.train_manifest, "train"), augment=True)
         if self.test_set is None:
-            self.test_set = AsrDataset(self._load(self.test_manifest, "test"), self.vocabulary, self.featurizer,
-                                       self.normalizer)
+            self.test_set = self._dataset(self._load(self.test_manifest, "test"), augment=False)
         if stage in (None, "fit", "validate") and self.val_set is None:
             path, split = self.validation_manifest()
-            self.val_set = self.test_set if split == "test" else AsrDataset(
-                self._load(path, split), self.vocabulary, self.featurizer, self.normalizer)
+            self.val_set = self.test_set if split == "test" else self._dataset(self._load(path, split), augment=False)
 
     def validation_manifest(self) -> tuple[str, str]:
         """(path, split name) validation reads: the dev manifest, or test when there is none."""
@@ -157,6 +175,7 @@ class AsrDataModule(pl.LightningDataModule):
 
     def _loader(self, dataset: AsrDataset, shuffle: bool) -> DataLoader:
         world, rank = self._ranks()
+        dataset.normalizer = self.normalizer()  # a resumed checkpoint's statistics, restored after setup()
         sampler = DurationBatchSampler(
             [e.duration for e in dataset.entries], self.batch_size, self.max_batch_duration, shuffle=shuffle,
             seed=self.seed, num_replicas=world, rank=rank, pad_to_replicas=shuffle,
@@ -167,6 +186,7 @@ class AsrDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         if isinstance(self.train_set, ShardedBatches):
+            self.train_set.items.normalizer = self.normalizer()
             return DataLoader(self.train_set, sampler=StepSampler(self.train_set), batch_size=None,
                               collate_fn=identity, num_workers=self.num_workers,
                               persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),

@@ -19,7 +19,11 @@ log = logging.getLogger(__name__)
 
 
 class AsrDataset(Dataset):
-    """Loads audio, perturbs the waveform, extracts and normalises features, perturbs the spectrogram."""
+    """Loads audio, perturbs the waveform, extracts and normalises features, perturbs the spectrogram.
+
+    With ``duration_tolerance`` (seconds) an utterance whose audio is longer or shorter than its entry says by more
+    than that is skipped, so a file changed after its manifest was read cannot break the batch bounds.
+    """
 
     def __init__(
         self,
@@ -29,6 +33,7 @@ class AsrDataset(Dataset):
         normalizer: Normalizer,
         wave_augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
         spec_augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        duration_tolerance: float | None = None,
     ):
         self.entries = list(entries)
         self.vocabulary = vocabulary
@@ -36,6 +41,7 @@ class AsrDataset(Dataset):
         self.normalizer = normalizer
         self.wave_augment = wave_augment
         self.spec_augment = spec_augment
+        self.duration_tolerance = duration_tolerance
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -43,15 +49,22 @@ class AsrDataset(Dataset):
     def __getitem__(self, index: int) -> dict | None:
         entry = self.entries[index]
         try:
-            return self.make_item(entry.audio_filepath, entry.text, entry.audio_filepath)
+            return self.make_item(entry.audio_filepath, entry.text, entry.audio_filepath, entry.duration)
         except LitAsrError as exc:
             # One unreadable file must not end the epoch: report it and let collate drop it.
             log.warning("skipping utterance: %s (replace the file or remove it from the manifest)", exc)
             return None
 
-    def make_item(self, source: str | BinaryIO, text: str, audio: str) -> dict:
-        """One training item from an audio file or file-like object (a shard member); LitAsrError if unreadable."""
+    def make_item(self, source: str | BinaryIO, text: str, audio: str, duration: float | None = None) -> dict:
+        """One training item from an audio file or file-like object (a shard member); LitAsrError if unreadable,
+        or if it lasts more than ``duration_tolerance`` longer or shorter than ``duration`` (what it was batched by)."""
         wave = load_audio(source, self.featurizer.sample_rate)
+        seconds = wave.numel() / self.featurizer.sample_rate
+        if self.duration_tolerance is not None and duration is not None and \
+                abs(seconds - duration) > self.duration_tolerance:
+            # Batches were bounded (max_batch_duration) by the manifest's length; the file has changed since.
+            raise LitAsrError(f"audio {audio} lasts {seconds:.2f} s, not the {duration:.2f} s it was batched by "
+                              "(re-run scripts/prepare_data.py)")
         if self.wave_augment is not None:
             wave = self.wave_augment(wave, self.featurizer.sample_rate)
         feats = self.normalizer(self.featurizer(wave))

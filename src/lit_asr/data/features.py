@@ -13,7 +13,7 @@ import torchaudio
 import torchaudio.functional as AF
 from torch import nn
 
-from lit_asr.errors import LitAsrError
+from lit_asr.errors import LitAsrError, first_line
 
 
 class FeatureExtractor(nn.Module):
@@ -179,8 +179,7 @@ def load_mean_std(path: str | Path, feature_config: dict | None = None) -> tuple
             mean, std = data["mean"], data["std"]
             saved = json.loads(str(data["feature_config"])) if "feature_config" in data else None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # not an npz, pickled objects, ...
-        why = str(exc.args[0]) if exc.args else type(exc).__name__
-        raise LitAsrError(f"cannot read normalisation file {path}: {why.splitlines()[0]} "
+        raise LitAsrError(f"cannot read normalisation file {path}: {first_line(exc)} "
                           "(re-run scripts/prepare_data.py)") from None
     if feature_config is not None and saved is not None and saved != dict(feature_config):
         raise LitAsrError(

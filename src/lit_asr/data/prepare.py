@@ -70,7 +70,12 @@ def read_list(path: str | Path, split: str) -> tuple[list[Candidate], list[Skipp
     if not path.is_file():
         raise LitAsrError(f"list file not found: {path}")
     items, bad = [], []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    for lineno, raw in enumerate(path.read_bytes().splitlines(), 1):
+        try:  # decoding with replacement would silently drop the bad bytes from the transcript
+            line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a byte-order mark is no part of a path
+        except UnicodeDecodeError as exc:
+            bad.append(Skipped(f"{path}:{lineno}", "not UTF-8 text", split, f"{exc.reason} at byte {exc.start}"))
+            continue
         if not line.strip():
             continue
         audio, sep, text = line.partition("\t")

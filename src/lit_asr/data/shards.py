@@ -187,7 +187,7 @@ class ShardedBatches(Dataset):
         source = io.BytesIO(data)
         source.name = meta.get("source", where)  # error messages name the original file
         try:
-            return self.items.make_item(source, meta["text"], source.name)
+            return self.items.make_item(source, meta["text"], source.name, meta.get("duration"))
         except (LitAsrError, KeyError) as exc:
             log.warning("skipping shard member %s: %s", where, first_line(exc))
             return None

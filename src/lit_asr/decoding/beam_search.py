@@ -26,9 +26,12 @@ How MASR/DeepSpeech2's decoder settings map onto pyctcdecode:
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
-from multiprocessing.pool import Pool
+import signal
+from collections.abc import Callable
+from multiprocessing.pool import AsyncResult, Pool
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +42,7 @@ from pyctcdecode.language_model import LanguageModel
 
 from lit_asr.data.text import is_cjk, normalize_text
 from lit_asr.decoding.lm import read_arpa_unigrams, tokenize_for_lm
-from lit_asr.errors import LitAsrError
+from lit_asr.errors import LitAsrError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +93,14 @@ class _TokenLM(LanguageModel):
         return super().score_partial_token(tokens[-1]) if tokens and self._char_trie is not None else 0.0
 
 
+def _leave_ctrl_c_to_parent() -> None:
+    """In a decoding worker: Ctrl-C reaches the whole process group, and stopping is the parent's decision.
+
+    (SIGTERM stays deadly: it is how the pool itself ends its workers.)
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class BeamSearchDecoder:
     """Batch CTC beam search with KenLM shallow fusion (pyctcdecode), optionally in a process pool."""
 
@@ -130,6 +141,7 @@ class BeamSearchDecoder:
         # pyctcdecode matches hotwords word by word: in character mode every CJK character is a word
         self.hotwords = [" ".join(t) for t in (tokenize_for_lm(normalize_text(h)) for h in hotwords or []) if t]
         self.hotword_weight = float(hotword_weight)
+        self._workers: set[int] = set()
 
     def _load_lm(self, path: Path, alpha: float, beta: float, unigrams: list[str] | None):
         import kenlm
@@ -144,7 +156,7 @@ class BeamSearchDecoder:
         try:
             model = kenlm.Model(str(path), config)
         except (OSError, RuntimeError) as err:
-            raise LitAsrError(f"cannot load language model {path}: {err}") from None
+            raise LitAsrError(f"cannot load language model {path}: {first_line(err)}") from None
         if unigrams is None and not is_binary:
             unigrams = read_arpa_unigrams(path)
         elif unigrams is None:
@@ -175,30 +187,51 @@ class BeamSearchDecoder:
     def _get_pool(self) -> Pool:
         # fork: pyctcdecode keeps the LM in a class-level dict that forked workers inherit without pickling
         if self._pool is None:
-            self._pool = multiprocessing.get_context("fork").Pool(self.num_proc)
+            self._pool = multiprocessing.get_context("fork").Pool(self.num_proc, initializer=_leave_ctrl_c_to_parent)
+            self._workers = self._worker_pids()
         return self._pool
 
     def _clean(self, text: str) -> str:
         return normalize_text(text.replace(UNK_CHAR, ""))
 
-    def decode_batch(self, log_probs: list[np.ndarray]) -> list[str]:
-        """Best transcript of each (frames, vocab) natural-log probability matrix, normalised."""
+    def submit(self, log_probs: list[np.ndarray]) -> Callable[[], list[str]]:
+        """Start decoding in the worker processes and return at once; calling the result waits for the texts.
+
+        With ``num_proc_bsearch`` > 1 the caller's work goes on while the workers decode (the per-epoch test pass
+        runs the network on the next batches meanwhile); with 1 the decoding happens here, before returning.
+        """
         pruned = [self._prune(lp) for lp in log_probs]
         todo = [i for i, lp in enumerate(pruned) if len(lp)]  # pyctcdecode dislikes zero frames
-        pool = self._get_pool() if self.num_proc > 1 and len(todo) > 1 else None
-        texts = self._decoder.decode_batch(
-            pool,
-            [pruned[i] for i in todo],
-            beam_width=self.beam_size,
-            beam_prune_logp=_BEAM_PRUNE_LOGP,
-            token_min_logp=_MIN_TOKEN_LOGP,
-            hotwords=self.hotwords or None,
-            hotword_weight=self.hotword_weight,
-        )
-        out = [""] * len(pruned)
-        for i, text in zip(todo, texts):
-            out[i] = self._clean(text)
-        return out
+        decode = functools.partial(self._decoder.decode, beam_width=self.beam_size, beam_prune_logp=_BEAM_PRUNE_LOGP,
+                                   token_min_logp=_MIN_TOKEN_LOGP,
+                                   hotwords=self.hotwords or None, hotword_weight=self.hotword_weight)
+        if self.num_proc > 1 and todo:
+            wait = functools.partial(self._wait, self._get_pool().map_async(decode, [pruned[i] for i in todo]))
+        else:
+            done = [decode(pruned[i]) for i in todo]
+            wait = lambda: done  # noqa: E731 - already decoded
+
+        def result() -> list[str]:
+            out = [""] * len(pruned)
+            for i, text in zip(todo, wait()):
+                out[i] = self._clean(text)
+            return out
+
+        return result
+
+    def _worker_pids(self) -> set[int]:
+        return {p.pid for p in self._pool._pool}  # the pool replaces a dead worker, but not the task it held
+
+    def _wait(self, pending: AsyncResult) -> list[str]:
+        while not pending.ready():
+            pending.wait(1.0)
+            if self._pool is not None and not pending.ready() and self._worker_pids() != self._workers:
+                raise LitAsrError("a beam-search worker process was killed while decoding: its results are lost")
+        return pending.get()
+
+    def decode_batch(self, log_probs: list[np.ndarray]) -> list[str]:
+        """Best transcript of each (frames, vocab) natural-log probability matrix, normalised."""
+        return self.submit(log_probs)()
 
     def close(self) -> None:
         """Stop the worker processes (a later decode_batch starts new ones)."""

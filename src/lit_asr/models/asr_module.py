@@ -1,9 +1,10 @@
-"""LightningModule: DeepSpeech2 + CTC loss, optimiser and schedule from config, greedy CER on the test set."""
+"""LightningModule: DeepSpeech2 + CTC loss, optimiser and schedule from config, CER on the test set."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import hydra
 import pytorch_lightning as pl
@@ -16,6 +17,9 @@ from lit_asr.data.text import normalize_text
 from lit_asr.data.tokenizer import vocabulary_from_checkpoint
 from lit_asr.data.vocabulary import Vocabulary
 from lit_asr.decoding.greedy import greedy_decode
+
+if TYPE_CHECKING:  # pyctcdecode is imported only when a beam-search decoder is configured
+    from lit_asr.decoding.beam_search import BeamSearchDecoder
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,11 @@ class AsrModule(pl.LightningModule):
         self.ctc = torch.nn.CTCLoss(blank=Vocabulary.blank_id, zero_infinity=True)
         self.val_loss = MeanMetric()
         self.val_cer = CharErrorRate()
+        self.val_cer_greedy = CharErrorRate()
+        # The per-epoch test's decoder (set by the training task; None: greedy). It is no hyperparameter: a
+        # checkpoint is decoded with whatever decoder evaluation or inference configures.
+        self.decoder: BeamSearchDecoder | None = None
+        self._decoding: list[tuple[Callable[[], list[str]], list[str]]] = []
         self.val_examples: list[tuple[str, str]] = []
         self.skipped_steps = 0
         self.empty_batches = 0
@@ -129,17 +138,32 @@ class AsrModule(pl.LightningModule):
         loss, log_probs, out_lengths = self.compute_loss(batch)
         hyps = self.decode(log_probs, out_lengths)
         self.val_loss.update(loss, weight=batch["feats"].shape[0])
-        self.val_cer.update(hyps, batch["texts"])
+        if self.decoder is None:
+            self._score(hyps, batch["texts"])
+            return
+        self.val_cer_greedy.update(hyps, batch["texts"])
+        # The decoder's workers search while the network runs on the next batches; the epoch end collects.
+        arrays = [log_probs[i, : out_lengths[i]].float().cpu().numpy() for i in range(len(hyps))]
+        self._decoding.append((self.decoder.submit(arrays), batch["texts"]))
+
+    def _score(self, hyps: list[str], refs: list[str]) -> None:
+        self.val_cer.update(hyps, refs)
         if len(self.val_examples) < self.hparams.num_val_examples:
-            self.val_examples.extend(zip(batch["texts"], hyps))
+            self.val_examples.extend(zip(refs, hyps))
 
     def on_validation_epoch_start(self) -> None:
         self.val_examples = []
+        self._decoding = []
 
     def on_validation_epoch_end(self) -> None:
+        for result, refs in self._decoding:
+            self._score(result(), refs)
+        self._decoding = []
         # Logging the metric objects lets torchmetrics gather them across ranks, then compute and reset.
         self.log("val/loss", self.val_loss)
         self.log("val/cer", self.val_cer, prog_bar=True)
+        if self.decoder is not None:
+            self.log("val/cer_greedy", self.val_cer_greedy)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self.validation_step(batch, batch_idx)

@@ -17,7 +17,7 @@ def load_module(checkpoint: str | Path, map_location: str = "cpu") -> AsrModule:
     """The model in eval mode, rebuilt from the checkpoint alone (weights_only loading: no pickled code runs)."""
     try:
         module = AsrModule.load_from_checkpoint(str(checkpoint), map_location=map_location, weights_only=True)
-    except (RuntimeError, KeyError, EOFError, OSError, TypeError, ValueError, pickle.UnpicklingError) as exc:
+    except (RuntimeError, KeyError, IndexError, EOFError, OSError, TypeError, ValueError, pickle.UnpicklingError) as exc:
         raise unreadable_checkpoint(checkpoint, exc) from None
     return module.eval()
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import importlib
 import logging
-import re
 import sys
 
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from lit_asr.errors import LitAsrError
+from lit_asr.errors import LitAsrError, first_line
 from lit_asr.utils.config_check import check_config
 
 log = logging.getLogger("lit_asr")
@@ -27,13 +26,6 @@ def print_config(cfg: DictConfig) -> None:
              OmegaConf.to_yaml(cfg, resolve=True))
 
 
-def _one_line(exc: Exception) -> str:
-    """Hydra's and OmegaConf's multi-line messages (target, cause, full_key) as one line."""
-    text = re.sub(r",? *set env var HYDRA_FULL_ERROR=1 to see chained exception\.?", "", str(exc))
-    lines = [line.strip().rstrip(":") for line in text.splitlines() if line.strip()]
-    return "; ".join(lines) or type(exc).__name__
-
-
 def dispatch(cfg: DictConfig) -> float | None:
     """Run ``cfg.task.name``; a LitAsrError or a bad config value becomes ``error: ...`` on stderr, exit status 2.
 
@@ -47,7 +39,7 @@ def dispatch(cfg: DictConfig) -> float | None:
         try:
             OmegaConf.to_container(cfg, resolve=True)  # every ${...} resolves, before any work
         except OmegaConfBaseException as exc:
-            raise LitAsrError(f"invalid config: {_one_line(exc)}") from None
+            raise LitAsrError(f"invalid config: {first_line(exc, keep_all=True)}") from None
         check_config(cfg)
         from pytorch_lightning.utilities import rank_zero_only
 
@@ -59,5 +51,5 @@ def dispatch(cfg: DictConfig) -> float | None:
         sys.exit(2)
     except InstantiationException as exc:
         # A config value that its target (model, optimizer, trainer, callback ...) rejects.
-        print(f"error: invalid config: {_one_line(exc)}", file=sys.stderr)
+        print(f"error: invalid config: {first_line(exc, keep_all=True)}", file=sys.stderr)
         sys.exit(2)

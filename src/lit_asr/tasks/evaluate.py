@@ -55,13 +55,15 @@ def cache_file(checkpoint: Path, cfg: DictConfig) -> Path | None:
     """
     if not cfg.task.get("cache_dir"):
         return None
-    extra = f"{CACHE_VERSION}|{cfg.min_duration}|{cfg.max_duration}"
+    extra = f"{CACHE_VERSION}|{cfg.min_duration}|{cfg.max_duration}|{cfg.get('duration_tolerance')}"
     return Path(cfg.task.cache_dir) / f"{_fingerprint(checkpoint, Path(cfg.test_manifest), extra=extra)}.pt"
 
 
 def _compute(module: AsrModule, cfg: DictConfig) -> dict[str, Any]:
     recognizer = Recognizer(module, device=cfg.get("device", "auto"))
-    entries, _ = read_manifest(cfg.test_manifest, cfg.min_duration, cfg.max_duration)
+    # The same reading as the training task's test pass (data/datamodule.py), so both score the same utterances.
+    entries, _ = read_manifest(cfg.test_manifest, cfg.min_duration, cfg.max_duration,
+                               duration_tolerance=cfg.get("duration_tolerance"))
     dataset = AsrDataset(entries, module.vocabulary, module.featurizer, module.normalizer)
     sampler = DurationBatchSampler([e.duration for e in entries], cfg.task.batch_size,
                                    cfg.get("max_batch_duration"), shuffle=False)
@@ -97,7 +99,8 @@ def load_log_probs(checkpoint: Path, cfg: DictConfig,
     return data, False
 
 
-def test_log_probs(module: AsrModule, checkpoint: Path, cfg: DictConfig) -> tuple[list[torch.Tensor], list[str], float]:
+def test_set_log_probs(module: AsrModule, checkpoint: Path, cfg: DictConfig
+                      ) -> tuple[list[torch.Tensor], list[str], float]:
     """Log-probs, references and loss on the test manifest, from the cache when checkpoint and data are unchanged."""
     data, _ = load_log_probs(checkpoint, cfg, lambda: module)
     return data["log_probs"], data["texts"], data["loss"]

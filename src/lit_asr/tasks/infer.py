@@ -16,6 +16,21 @@ from lit_asr.utils.checkpoints import checkpoint_to_evaluate
 log = logging.getLogger("lit_asr")
 
 
+def _listed_files(path: Path) -> list[Path]:
+    """The existing files a list names (relative to the list's folder); missing ones are named and skipped."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark must not hide the first path
+    except UnicodeDecodeError as exc:
+        raise LitAsrError(f"list {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    lines = [line.split("\t")[0].strip() for line in text.splitlines()]
+    files = [Path(line) if Path(line).is_absolute() else path.parent / line for line in lines if line]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        # Like a folder's unreadable files: transcribe what is there, name what is not.
+        log.warning("skipped %d listed file(s) that do not exist, e.g. %s", len(missing), missing[0])
+    return [f for f in files if f.is_file()]
+
+
 def audio_files(audio_path: str | None) -> list[Path]:
     """A file, every audio file soundfile reads in a folder, or the paths listed one per line in a text file."""
     if not audio_path:
@@ -25,14 +40,11 @@ def audio_files(audio_path: str | None) -> list[Path]:
         formats = {f".{ext.lower()}" for ext in soundfile.available_formats()}
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in formats)
     elif path.suffix.lower() in (".txt", ".lst", ".list") and path.is_file():
-        lines = [line.split("\t")[0].strip() for line in path.read_text(encoding="utf-8").splitlines()]
-        files = [Path(line) if Path(line).is_absolute() else path.parent / line for line in lines if line]
+        files = _listed_files(path)
+    elif not path.is_file():
+        raise LitAsrError(f"audio not found: {path}")
     else:
         files = [path]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise LitAsrError(f"audio not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1
-                                                            else ""))
     if not files:
         raise LitAsrError(f"no audio files in {path}")
     return files

@@ -16,6 +16,7 @@ import signal
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 import pytorch_lightning as pl
@@ -24,19 +25,22 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from lit_asr.callbacks.checkpoint import (GracefulStop, LastBatchResume, SaveFailedElsewhere, ScheduleLengthCheck,
-                                         abort_on_second_interrupt, display)
+from lit_asr.callbacks.checkpoint import GracefulStop, SaveFailedElsewhere, abort_on_second_interrupt, display
 from lit_asr.data.augment import WaveAugmentor
 from lit_asr.data.datamodule import AsrDataModule
 from lit_asr.data.features import FeatureExtractor, load_mean_std
 from lit_asr.data.tokenizer import load_vocabulary, tokenizer_model
 from lit_asr.data.vocabulary import Vocabulary
+from lit_asr.decoding.greedy import GreedyDecoder
 from lit_asr.errors import LitAsrError
 from lit_asr.loggers.visualdl import VisualDLLogger
 from lit_asr.models.asr_module import AsrModule
 from lit_asr.models.loading import load_pretrained_weights
 from lit_asr.utils.checkpoints import (LAST_MODEL, changed_settings, checkpoint_file, checkpoint_to_resume, model_dir,
                                        progress, read_checkpoint, resume_mismatch, tidy)
+
+if TYPE_CHECKING:
+    from lit_asr.decoding.beam_search import BeamSearchDecoder
 
 log = logging.getLogger("lit_asr")
 
@@ -46,45 +50,51 @@ def _plain(node) -> dict | None:
 
 
 def build_module(cfg: DictConfig, vocabulary: Vocabulary, featurizer: FeatureExtractor) -> AsrModule:
-    """A fresh AsrModule holding the vocabulary, feature settings and normalisation statistics."""
+    """A fresh AsrModule holding the vocabulary, feature settings and normalisation statistics.
+
+    ``mean_std_path`` is read here and nowhere else in training: the module owns the statistics from then on.
+    """
     mean, std = load_mean_std(cfg.mean_std_path, featurizer.config)
     return AsrModule(model=_plain(cfg.model), vocabulary=vocabulary.tokens, feature_config=featurizer.config,
                      mean=mean.tolist(), std=std.tolist(), optimizer=_plain(cfg.optimizer),
                      scheduler=_plain(cfg.get("scheduler")), tokenizer_model=tokenizer_model(vocabulary))
 
 
-def build_datamodule(cfg: DictConfig, vocabulary: Vocabulary, featurizer: FeatureExtractor) -> AsrDataModule:
-    """The data module with augmentation from the ``augment`` group (training batches only)."""
+def build_datamodule(cfg: DictConfig, module: AsrModule) -> AsrDataModule:
+    """The data module over ``module``'s vocabulary, features and statistics, with augmentation from ``augment``."""
     augment = cfg.get("augment") or {}
     wave = WaveAugmentor([hydra.utils.instantiate(p) for p in augment.get("wave") or []])
     spec = hydra.utils.instantiate(augment["spec"]) if augment.get("spec") else None
     return AsrDataModule(
         train_manifest=cfg.train_manifest, test_manifest=cfg.test_manifest, dev_manifest=cfg.get("dev_manifest"),
-        vocabulary=vocabulary, featurizer=featurizer, mean_std_path=cfg.mean_std_path, min_duration=cfg.min_duration,
-        max_duration=cfg.max_duration, batch_size=cfg.batch_size, max_batch_duration=cfg.max_batch_duration,
-        num_workers=cfg.num_workers, wave_augment=wave if wave.perturbations else None, spec_augment=spec,
-        seed=cfg.seed, sortagrad_epochs=cfg.sortagrad_epochs, train_shards=cfg.get("train_shards"),
-        shuffle_shards=cfg.get("shuffle_shards", 4))
+        model=module, min_duration=cfg.min_duration, max_duration=cfg.max_duration, batch_size=cfg.batch_size,
+        max_batch_duration=cfg.max_batch_duration, num_workers=cfg.num_workers,
+        wave_augment=wave if wave.perturbations else None, spec_augment=spec, seed=cfg.seed,
+        sortagrad_epochs=cfg.sortagrad_epochs, duration_tolerance=cfg.get("duration_tolerance"),
+        train_shards=cfg.get("train_shards"), shuffle_shards=cfg.get("shuffle_shards", 4))
 
 
 def build_parts(cfg: DictConfig) -> tuple[AsrModule, AsrDataModule]:
-    """The module and the data module of ``cfg``, wired so the data module drops CTC-infeasible utterances."""
+    """The module and the data module of ``cfg``; the data module takes everything it shares with the module
+    (vocabulary, features, normalisation, output length for dropping CTC-infeasible utterances) from it."""
     vocabulary = load_vocabulary(cfg.dataset_vocab, cfg.tokenizer.type)
-    featurizer = hydra.utils.instantiate(cfg.features)
-    module = build_module(cfg, vocabulary, featurizer)
-    datamodule = build_datamodule(cfg, vocabulary, featurizer)
-    datamodule.output_frames = module.output_frames
-    return module, datamodule
+    module = build_module(cfg, vocabulary, hydra.utils.instantiate(cfg.features))
+    return module, build_datamodule(cfg, module)
 
 
 def build_trainer(cfg: DictConfig, resuming: bool = False) -> pl.Trainer:
-    """The Lightning Trainer with the configured callbacks and logger, plus the checks of callbacks/checkpoint.py."""
+    """The Lightning Trainer with the callbacks of ``conf/callbacks`` and the configured logger.
+
+    With ``eval_every_epoch=false`` there is no test pass, and the callbacks that watch its metrics are left out.
+    """
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    callbacks += [ScheduleLengthCheck(), LastBatchResume(), GracefulStop(model_dir(cfg))]
+    extra = {}
+    if not cfg.get("eval_every_epoch", True):
+        extra["limit_val_batches"] = 0
+        callbacks = [c for c in callbacks if not str(getattr(c, "monitor", None) or "").startswith("val/")]
     logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
     if isinstance(logger, VisualDLLogger):
         logger.resume = resuming
-    extra = {}
     if "enable_checkpointing" not in cfg.trainer:
         # Without our checkpoint callbacks Lightning would add its own, writing elsewhere.
         extra["enable_checkpointing"] = any(isinstance(c, ModelCheckpoint) for c in callbacks)
@@ -93,6 +103,16 @@ def build_trainer(cfg: DictConfig, resuming: bool = False) -> pl.Trainer:
     # AsrDataModule saves and restores the position in the epoch's batches itself (Lightning only asks the loader).
     warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended")
     return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger, **extra)
+
+
+def build_test_decoder(cfg: DictConfig, module: AsrModule) -> BeamSearchDecoder | None:
+    """The configured decoder for the per-epoch test pass, or None when it is greedy (the module's own)."""
+    if not cfg.get("eval_every_epoch", True) or not cfg.get("decoder"):
+        return None
+    decoder = hydra.utils.instantiate(cfg.decoder, labels=module.vocabulary.labels())
+    if isinstance(decoder, GreedyDecoder):
+        return None
+    return decoder
 
 
 def _is_sole_process() -> bool:
@@ -162,6 +182,7 @@ def run(cfg: DictConfig) -> float | None:
         initialise_from(module, cfg.pretrained_model)
     trainer = build_trainer(cfg, resuming=resume is not None)
     stop = next((c for c in trainer.callbacks if isinstance(c, GracefulStop)), None)
+    module.decoder = build_test_decoder(cfg, module)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     except KeyboardInterrupt:
@@ -173,6 +194,9 @@ def run(cfg: DictConfig) -> float | None:
     except SaveFailedElsewhere:
         # Rank zero prints why; a non-zero status here would make Lightning's launcher SIGKILL rank zero first.
         sys.exit(0)
+    finally:
+        if module.decoder is not None:
+            module.decoder.close()
     if stop is not None and stop.signum is not None:  # stopped at an epoch's end (see GracefulStop)
         _exit_stopped(cfg, trainer, stop)
     cer = trainer.callback_metrics.get("val/cer")

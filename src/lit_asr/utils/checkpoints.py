@@ -110,9 +110,22 @@ def checkpoint_to_resume(cfg: DictConfig) -> Path | None:
     return newest[0] if newest else None
 
 
+def _looks_like_torch_save(path: str | Path) -> bool:
+    """A zip archive (what torch.save writes) or a pickle stream (its legacy format), judged by the first bytes."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return True  # let the loader's own error speak
+    return head.startswith(b"PK") or head[:1] == b"\x80"
+
+
 def unreadable_checkpoint(path: str | Path, exc: Exception) -> LitAsrError:
     """The one-line error for a checkpoint that torch.load could not parse or refused to unpickle."""
-    if isinstance(exc, pickle.UnpicklingError):
+    if not _looks_like_torch_save(path):
+        # torch then reports a failed unpickling, which would wrongly suggest a file carrying code.
+        why = "it is not a PyTorch checkpoint (neither a zip archive as torch.save writes nor a legacy pickle)"
+    elif isinstance(exc, pickle.UnpicklingError):
         # torch's own message goes on for lines and suggests weights_only=False: never for a file of unknown origin.
         why = "it holds objects other than tensors and plain data, which are never unpickled (that could run code)"
     else:
@@ -124,7 +137,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """A checkpoint's contents, memory-mapped (tensors stay on disk until used) and without running pickled code."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError) as exc:
+    # Damaged bytes can make the weights-only unpickler fail in any of these ways (an empty stack: IndexError).
+    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError, KeyError, IndexError) as exc:
         raise unreadable_checkpoint(path, exc) from None
 
 

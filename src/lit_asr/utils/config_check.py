@@ -25,11 +25,12 @@ _NUMBERS = {
     "seed": ("int", -math.inf, True),
     "min_duration": ("number", 0.0, True),
     "max_duration": ("number", 0.0, False),
+    "duration_tolerance": ("number", 0.0, True),
     "max_batch_duration": ("number", 0.0, False),
     "learning_rate": ("number", 0.0, False),
     "weight_decay": ("number", 0.0, True),
 }
-_OPTIONAL = {"max_batch_duration"}  # null switches the bound off
+_OPTIONAL = {"max_batch_duration", "duration_tolerance"}  # null switches the bound or the check off
 
 PREPARE = "or run scripts/prepare_data.py first"
 # Files each task reads: config key -> (what it is, what to do when it is missing).
@@ -58,6 +59,8 @@ def _number(key: str, value: object) -> None:
 def _require_file(key: str, value: object, what: str, advice: str) -> None:
     if value is None or value == "":
         return
+    if Path(str(value)).is_dir():
+        raise LitAsrError(f"{what} {value} is a folder, not a file (set {key}=PATH to the file, {advice})")
     if not Path(str(value)).is_file():
         raise LitAsrError(f"{what} not found: {value} (set {key}=PATH, {advice})")
 
@@ -121,7 +124,8 @@ def check_config(cfg: DictConfig) -> None:
     if task == "train" and cfg.get("train_shards"):
         _require_file("train_shards", str(Path(str(cfg.train_shards)) / "index.json"), "shard index",
                       "or write shards with prepare_data.py ... --shards DIR")
-    if task in _LM_TASKS and cfg.get("decoder") is not None:
+    tests_with_decoder = task == "train" and cfg.get("eval_every_epoch", True)
+    if (task in _LM_TASKS or tests_with_decoder) and cfg.get("decoder") is not None:
         _require_file("decoder.lang_model_path", cfg.decoder.get("lang_model_path"), "language model",
                       "build one with scripts/build_lm.py, or decoder.lang_model_path=null for none")
     if task == "train" and "save_model_path" in cfg:
