@@ -10,7 +10,9 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
 import torch
 
 from lit_asr.data.vocabulary import Vocabulary
@@ -18,6 +20,13 @@ from test_checkpoints import train
 from tiny_data import READABLE_VARIANTS, UNREADABLE_VARIANTS, write_audio_variants
 
 from .common import manifest_items, write_jsonl
+
+
+def long_file(item: dict, path: Path) -> Path:
+    """A real 25+ s file of ``item``'s speech repeated (a manifest's duration is checked against the audio)."""
+    wave, sr = soundfile.read(item["audio_filepath"])
+    soundfile.write(path, np.tile(wave, int(25 * sr / len(wave)) + 1), sr)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +51,7 @@ def messy_run(tiny, tmp_path_factory):
         {**good[5], "text": "！？"},                                              # empty once normalised
         {**good[6], "text": good[6]["text"] + "龍"},                              # outside the vocabulary
         {**good[7], "text": "".join(t for t in vocab.tokens[2:] if t != "<space>")[:90]},  # CTC-infeasible
-        {**good[8], "duration": 25.0},                                           # over max_duration
+        {**good[8], "audio_filepath": str(long_file(good[8], data / "long.wav"))},  # over max_duration
     ] + [{**good[0], "audio_filepath": str(path)} for path in files.values()]
     train_manifest = write_jsonl(data / "manifest.train", lines)
     test_manifest = write_jsonl(data / "manifest.test", manifest_items(tiny["test_manifest"]) + [

@@ -77,12 +77,12 @@ def _duration(value: object) -> float:
 
 
 def _audio_seconds(path: Path) -> float | None:
-    """The audio's length from its header (cheap), or None when the header cannot be read (the loader names it)."""
+    """The audio's length from its header (cheap), or None when it cannot be used (the loader names it then)."""
     try:
         frames, sample_rate, _ = audio_info(path)
     except LitAsrError:
         return None
-    return frames / sample_rate
+    return frames / sample_rate if frames > 0 else None
 
 
 def read_manifest(
