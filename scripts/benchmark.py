@@ -8,8 +8,8 @@
 Sections: matmul (FLOP/s ceiling), training (step time, FLOP/s, audio s/s, memory), variants (thread count,
 RNN packing, LSTM, channels-last, bf16, torch.compile), pipeline (loading + features + augmentation, data
 waits in real training), padding, decoding (greedy / beam + LM real-time factor), sweep (first vs further
-alpha/beta point). Every figure is a median of repeats, reported with the load average: on a shared
-machine, check `uptime` first.
+alpha/beta point), memory (peak and per-epoch RSS of real short training runs, trainer and loader workers).
+Every figure is a median of repeats, reported with the load average: on a shared machine, check `uptime` first.
 """
 
 from __future__ import annotations
