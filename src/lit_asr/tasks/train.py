@@ -32,6 +32,7 @@ from lit_asr.models.asr_module import AsrModule
 from lit_asr.models.loading import load_pretrained_weights
 from lit_asr.utils.checkpoints import (LAST_MODEL, checkpoint_file, checkpoint_to_resume, model_dir, progress,
                                        read_checkpoint, resume_mismatch, tidy)
+from lit_asr.utils.malloc import pin_mmap_threshold
 
 log = logging.getLogger("lit_asr")
 
@@ -124,6 +125,7 @@ def initialise_from(module: AsrModule, pretrained: str) -> None:
 
 def run(cfg: DictConfig) -> float | None:
     """Train; returns the last ``val/cer`` so sweepers can optimise it."""
+    pin_mmap_threshold(cfg.get("malloc_mmap_threshold"))  # before any tensor and before workers fork
     pl.seed_everything(cfg.seed, workers=True)
     module, datamodule = build_parts(cfg)
     resume = resume_checkpoint(cfg, module)

@@ -20,6 +20,7 @@ _NUMBERS = {
     "num_epoch": ("int", 1, True),
     "num_workers": ("int", 0, True),
     "sortagrad_epochs": ("int", 0, True),
+    "malloc_mmap_threshold": ("int", 0, False),
     "seed": ("int", -math.inf, True),
     "min_duration": ("number", 0.0, True),
     "max_duration": ("number", 0.0, False),
@@ -27,7 +28,7 @@ _NUMBERS = {
     "learning_rate": ("number", 0.0, False),
     "weight_decay": ("number", 0.0, True),
 }
-_OPTIONAL = {"max_batch_duration"}  # null switches the bound off
+_OPTIONAL = {"max_batch_duration", "malloc_mmap_threshold"}  # null switches the bound off
 
 PREPARE = "or run scripts/prepare_data.py first"
 # Files each task reads: config key -> (what it is, what to do when it is missing).
