@@ -51,6 +51,7 @@ def describe_checkpoint(path: Path) -> str:
 def eval_config(cfg: DictConfig, entries: list[ManifestEntry], workdir: Path) -> DictConfig:
     """``cfg`` evaluating ``entries`` (written as a manifest under ``workdir``), log-probs cached there."""
     cfg = copy.deepcopy(cfg)
+    workdir.mkdir(parents=True, exist_ok=True)
     manifest = workdir / "decode.test"
     write_manifest(manifest, entries)
     cfg.test_manifest = str(manifest)
