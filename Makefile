@@ -34,7 +34,7 @@ $(STAMP): setup.cfg pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 	$(PY) -m pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored" || true
-	$(PY) -c "import lit_asr, torch, torchaudio, pytorch_lightning, hydra, kenlm, pyctcdecode, visualdl"
+	$(PY) -c "import lit_asr, torch, torchaudio, pytorch_lightning, hydra, kenlm, pyctcdecode, visualdl, flashlight.lib.text.decoder"
 	@touch $(STAMP)
 
 data: setup

@@ -21,6 +21,8 @@ from lit_asr.benchmark.common import (chars_per_second, compose_config, hardware
 from lit_asr.data.vocabulary import Vocabulary
 
 SECTIONS = ("matmul", "training", "variants", "pipeline", "padding", "decoding", "sweep", "decoders", "memory")
+# Opt-in (--sections ... decoders memory): minutes of real training and a trained model's decoding.
+DEFAULT_SECTIONS = SECTIONS[:-2]
 MODELS = {"demo": "deepspeech2_small", "masr": "deepspeech2"}
 DEMO_VARIANTS = ["threads_1", "packed", "lstm", "lstm_packed", "channels_last", "bf16_autocast", "bf16_threads_1",
                  "bf16_packed", "compile_conv", "compile_net"]
@@ -36,7 +38,7 @@ class Settings:
     overrides: list[str] = field(default_factory=list)  # Hydra overrides (data paths) for every section
     checkpoint: Path | None = None
     lang_model: Path | None = None
-    sections: tuple[str, ...] = SECTIONS
+    sections: tuple[str, ...] = DEFAULT_SECTIONS
     quick: bool = False
     matmul_size: int = 2048
     matmul_repeats: int = 10
