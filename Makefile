@@ -47,7 +47,7 @@ $(STAMP): setup.cfg pyproject.toml
 	set -o pipefail; $(PY) -m pip install -q -e ".[dev]" 2>&1 | { grep -v "is ignored" || true; }
 	$(PY) -c "import lit_asr, torch, torchaudio, pytorch_lightning, hydra, kenlm, pyctcdecode, visualdl, silero_vad, \
 	  fastapi, uvicorn, websockets, httpx, python_multipart, prometheus_client, selenium, sentencepiece, webdataset, \
-	  pytest, onnx, onnxruntime"
+	  pytest, onnx, onnxruntime, flashlight.lib.text.decoder"
 	@touch $(STAMP)
 
 data: setup

@@ -4,12 +4,13 @@
     python scripts/benchmark.py                      # everything (about 5 min on 2 CPU cores)
     python scripts/benchmark.py --quick              # tiny sizes, a few minutes: a smoke run
     python scripts/benchmark.py --sections training variants --checkpoint models/demo/last_model/model.ckpt
+    python scripts/benchmark.py --sections decoders memory --checkpoint models/demo/best_model/model.ckpt
 
 Sections: matmul (FLOP/s ceiling), training (step time, FLOP/s, audio s/s, memory), variants (thread count,
 RNN packing, LSTM, channels-last, bf16, torch.compile), pipeline (loading + features + augmentation, data
 waits in real training), padding, decoding (greedy / beam + LM real-time factor), sweep (first vs further
-alpha/beta point). Every figure is a median of repeats, reported with the load average: on a shared
-machine, check `uptime` first.
+alpha/beta point), memory (peak and per-epoch RSS of real short training runs, trainer and loader workers).
+Every figure is a median of repeats, reported with the load average: on a shared machine, check `uptime` first.
 """
 
 from __future__ import annotations
@@ -25,14 +26,15 @@ DEFAULT_CHECKPOINT = Path("models/demo/last_model/model.ckpt")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command line."""
-    from lit_asr.benchmark import SECTIONS
+    from lit_asr.benchmark import DEFAULT_SECTIONS, SECTIONS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (a smoke run)")
     parser.add_argument("--output-dir", type=Path, default=Path("docs"), help="where benchmarks.json and "
                         "benchmarks.md go (default: %(default)s)")
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), metavar="SECTION",
-                        help=f"what to measure, in order (default: all of {', '.join(SECTIONS)})")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(DEFAULT_SECTIONS),
+                        metavar="SECTION", help=f"what to measure, in order, of {', '.join(SECTIONS)} (default: "
+                        f"all but decoders and memory, which train and decode for minutes)")
     parser.add_argument("--checkpoint", type=Path, help=f"trained model for decoding (default: {DEFAULT_CHECKPOINT}"
                         " if it exists, else an untrained model, which the report says)")
     parser.add_argument("--lm", type=Path, help="ARPA/KenLM model for beam search (default: a character 4-gram "

@@ -2,6 +2,6 @@
 decoding and decoder sweeps, measured in one run and written as JSON and Markdown (scripts/benchmark.py)."""
 
 from lit_asr.benchmark.report import write_report
-from lit_asr.benchmark.runner import SECTIONS, Settings, run_benchmark
+from lit_asr.benchmark.runner import DEFAULT_SECTIONS, SECTIONS, Settings, run_benchmark
 
-__all__ = ["SECTIONS", "Settings", "run_benchmark", "write_report"]
+__all__ = ["DEFAULT_SECTIONS", "SECTIONS", "Settings", "run_benchmark", "write_report"]

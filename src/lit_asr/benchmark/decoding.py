@@ -51,6 +51,7 @@ def describe_checkpoint(path: Path) -> str:
 def eval_config(cfg: DictConfig, entries: list[ManifestEntry], workdir: Path) -> DictConfig:
     """``cfg`` evaluating ``entries`` (written as a manifest under ``workdir``), log-probs cached there."""
     cfg = copy.deepcopy(cfg)
+    workdir.mkdir(parents=True, exist_ok=True)
     manifest = workdir / "decode.test"
     write_manifest(manifest, entries)
     cfg.test_manifest = str(manifest)
@@ -105,6 +106,21 @@ def decode_rtf(cfg: DictConfig, labels: list[str], log_probs: list[torch.Tensor]
     return {"decoder": cfg.decoder._target_.rsplit(".", 1)[-1], **decoder_args, "build_s": build_s,
             "utterances": len(arrays), "audio_seconds": audio_seconds, **timing,
             "rtf": timing["median_s"] / audio_seconds, "cer": float(char_error_rate(hyps, texts))}
+
+
+def decoder_config(config, lm: str, variant: str) -> DictConfig:
+    """Eval config with ``variant``: ``beam_search`` or ``beam_search_fast``, ``+skip`` / ``-skip`` switching
+    blank-frame skipping (at 0.999) on or off; otherwise the decoder's own defaults."""
+    name, _, skip = variant.partition("+") if "+" in variant else variant.partition("-")
+    extra = {"+": ["decoder.blank_skip_prob=0.999"], "-": ["decoder.blank_skip_prob=null"]}.get(
+        variant[len(name)] if skip else "", [])
+    return config("experiment=demo", "task=eval", f"decoder={name}", f"decoder.lang_model_path={lm}", *extra)
+
+
+def blank_share(log_probs: list[torch.Tensor], blank_prob: float) -> float:
+    """Share of frames whose blank probability is at least ``blank_prob`` (what blank skipping can drop)."""
+    frames = torch.cat([lp[:, 0] for lp in log_probs])
+    return float((frames >= torch.log(torch.tensor(blank_prob))).float().mean())
 
 
 def sweep_cost(module: AsrModule, checkpoint: Path, cfg: DictConfig, points: list[tuple[float, float]],

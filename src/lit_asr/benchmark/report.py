@@ -133,10 +133,28 @@ def _sweep(s: dict) -> list[str]:
         + _table(["point", "alpha", "beta", "log-probs s", "decoder build s", "decode s", "total s"], rows)
 
 
+def _memory(s: dict) -> list[str]:
+    rows = []
+    for key in ("demo", "masr"):
+        if key not in s:
+            continue
+        run = s[key]
+        per_epoch = ", ".join(f"{e['main_rss_mb']:.0f}" for e in run["epochs"]) or "–"
+        p = run["peak"]
+        rows.append([key, _f(p.get("main_rss_mb")), per_epoch, _f(p.get("worker_private_mb")),
+                     _f(p.get("worker_rss_mb")), str(p.get("workers_seen", 0)), _f(run["wall_s"]),
+                     "ok" if run["returncode"] == 0 else f"exit {run['returncode']}"])
+    return [f"Real `run.py experiment=demo` training runs: {s['utterances']} utterances, {s['epochs']} epochs, "
+            f"{s['test_utterances']} test utterances; /proc smaps_rollup sampled every 0.5 s. A worker's RSS "
+            "counts the pages it shares with the trainer; its private memory is what it adds.", ""] + _table(
+        ["model", "trainer peak RSS MiB", "trainer peak RSS per epoch MiB", "worker peak private MiB",
+         "worker peak RSS MiB", "workers", "wall s", "run"], rows)
+
+
 RENDERERS = {"matmul": ("1. Ceiling: dense matmul", _matmul), "training": ("2. Training step", _training),
              "variants": ("Training-step variants", _variants), "pipeline": ("3. Input pipeline", _pipeline),
              "padding": ("4. Padding", _padding), "decoding": ("5. Decoding", _decoding),
-             "sweep": ("6. Decoder sweep", _sweep)}
+             "sweep": ("6. Decoder sweep", _sweep), "memory": ("7. Memory of a real training run", _memory)}
 
 
 def render(report: dict) -> str:

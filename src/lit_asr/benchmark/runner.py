@@ -15,13 +15,15 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from lit_asr.benchmark import compute, decoding, pipeline
+from lit_asr.benchmark import compute, decoding, memory, pipeline
 from lit_asr.benchmark.common import (chars_per_second, compose_config, hardware, load_average,
                                       manifest_durations, torch_threads)
 from lit_asr.data.vocabulary import Vocabulary
 from lit_asr.errors import first_line
 
-SECTIONS = ("matmul", "training", "variants", "pipeline", "padding", "decoding", "sweep")
+SECTIONS = ("matmul", "training", "variants", "pipeline", "padding", "decoding", "sweep", "decoders", "memory")
+# Opt-in (--sections ... decoders memory): minutes of real training and a trained model's decoding.
+DEFAULT_SECTIONS = SECTIONS[:-2]
 MODELS = {"demo": "deepspeech2_small", "masr": "deepspeech2"}
 DEMO_VARIANTS = ["threads_1", "packed", "lstm", "lstm_packed", "channels_last", "bf16_autocast", "bf16_threads_1",
                  "bf16_packed", "compile_conv", "compile_net"]
@@ -37,7 +39,7 @@ class Settings:
     overrides: list[str] = field(default_factory=list)  # Hydra overrides (data paths) for every section
     checkpoint: Path | None = None
     lang_model: Path | None = None
-    sections: tuple[str, ...] = SECTIONS
+    sections: tuple[str, ...] = DEFAULT_SECTIONS
     quick: bool = False
     matmul_size: int = 2048
     matmul_repeats: int = 10
@@ -57,6 +59,16 @@ class Settings:
     beams: tuple[int, ...] = (50, 300)
     procs: tuple[int, ...] = (1, 2)
     sweep_points: tuple[tuple[float, float], ...] = ((2.2, 4.3), (1.5, 3.0), (3.0, 5.0))
+    # decoders: pyctcdecode vs blank skipping vs the C++ decoder, clean and degraded, one process each
+    speed_utterances: int = 100
+    speed_decoders: tuple[str, ...] = ("beam_search", "beam_search+skip", "beam_search_fast", "beam_search_fast-skip")
+    speed_sweep_utterances: int = 400
+    speed_sweep_points: int = 5
+    # memory: real short training runs (run.py) of each model on the first utterances of the manifests
+    memory_models: tuple[str, ...] = ("demo", "masr")
+    memory_utterances: int = 600
+    memory_test_utterances: int = 100
+    memory_epochs: int = 3
 
     @classmethod
     def quick_settings(cls, conf_dir: Path, **kwargs) -> "Settings":
@@ -67,6 +79,8 @@ class Settings:
                    item_utterances=8, item_repeats=1,
                    wait_batches=3, wait_batch_size=8, wait_runs=((None, None),),
                    decode_utterances=4, decode_repeats=1, beams=(50,), sweep_points=((2.2, 4.3), (1.5, 3.0)),
+                   speed_utterances=4, speed_sweep_utterances=4, speed_sweep_points=2,
+                   memory_models=("demo",), memory_utterances=16, memory_test_utterances=4, memory_epochs=2,
                    **kwargs)
 
 
@@ -228,10 +242,54 @@ def section_sweep(ctx: Context) -> dict:
                                                        seconds)}
 
 
+def section_decoders(ctx: Context) -> dict:
+    """Beam 300 + LM in one process: pyctcdecode as today, with blank-frame skipping, and the C++ decoder, on
+    clean test utterances and on a degraded copy of them; then the cost per point of an alpha/beta sweep."""
+    from lit_asr.benchmark.degrade import degraded_copy
+
+    s = ctx.settings
+    cfg, module, checkpoint, trained, _, lm = _decode_setup(ctx)
+    clean = pipeline.read_entries(ctx.train_cfg.test_manifest, s.speed_utterances)
+    sets = {"clean": clean, "degraded": degraded_copy(clean, ctx.workdir / "degraded_wav", seed=0)}
+    out = {"model": decoding.describe_checkpoint(checkpoint) if trained else "untrained (no checkpoint)",
+           "trained": trained, "lang_model": lm, "beam_size": 300, "utterances": len(clean)}
+    for name, entries in sets.items():
+        set_cfg = decoding.eval_config(cfg, entries, ctx.workdir / f"speed_{name}")
+        log_probs, texts, _ = decoding.test_log_probs(module, checkpoint, set_cfg)
+        seconds = sum(e.duration for e in entries)
+        rows = [decoding.decode_rtf(decoding.decoder_config(ctx.config, lm, variant), module.vocabulary.labels(),
+                                    log_probs, texts, seconds, s.decode_repeats, beam_size=300, num_proc_bsearch=1)
+                | {"variant": variant} for variant in s.speed_decoders]
+        out[name] = {"audio_seconds": seconds, "blank_frame_share": decoding.blank_share(log_probs, 0.999),
+                     "runs": rows}
+    sweep_entries = pipeline.read_entries(ctx.train_cfg.test_manifest, s.speed_sweep_utterances)
+    sweep_cfg = decoding.eval_config(decoding.decoder_config(ctx.config, lm, "beam_search_fast"), sweep_entries,
+                                     ctx.workdir / "speed_sweep")
+    points = [(1.0 + 0.5 * i, 2.0 + 1.0 * i) for i in range(s.speed_sweep_points)]
+    out["sweep"] = decoding.sweep_cost(module, checkpoint, sweep_cfg, points,
+                                       sum(e.duration for e in sweep_entries))
+    return out
+
+
+def section_memory(ctx: Context) -> dict:
+    """Peak and per-epoch resident memory of real short training runs (trainer and loader workers)."""
+    s = ctx.settings
+    out = {"utterances": s.memory_utterances, "test_utterances": s.memory_test_utterances,
+           "epochs": s.memory_epochs}
+    for key in s.memory_models:
+        batch = [] if key == "demo" else ["batch_size=16"]  # the MASR-size model at MASR's demo batch
+        command = memory.training_command(ctx.config("experiment=demo"), ctx.workdir / f"memory_{key}",
+                                          s.memory_utterances, s.memory_test_utterances, s.memory_epochs,
+                                          [f"model={MODELS[key]}", *batch])
+        out[key] = memory.record_training_memory(command)
+    return out
+
+
 RUNNERS: dict[str, Callable[[Context], dict]] = {
     "matmul": section_matmul, "training": section_training, "variants": section_variants,
     "pipeline": section_pipeline, "padding": section_padding, "decoding": section_decoding,
-    "sweep": section_sweep}
+    "sweep": section_sweep, "decoders": section_decoders,
+    "memory": section_memory}
 
 
 def run_benchmark(settings: Settings, log: Callable[[str], None] = print) -> dict:

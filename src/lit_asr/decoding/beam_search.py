@@ -15,13 +15,18 @@ How MASR/DeepSpeech2's decoder settings map onto pyctcdecode:
 * ``cutoff_prob``/``cutoff_top_n`` keep DeepSpeech2's meaning exactly: per frame only the most probable
   tokens whose cumulative probability stays within ``cutoff_prob``, and at most ``cutoff_top_n`` of them,
   are expanded. pyctcdecode has no such knobs, so the other tokens' log-probabilities are masked before
-  decoding and pyctcdecode's own ``token_min_logp`` is set so low that only the mask prunes.
+  decoding. pyctcdecode's own ``token_min_logp`` (config key, default -30) then also drops tokens below that
+  natural-log probability; at the default only the mask prunes.
 * ``<unk>`` (id 1) becomes a private-use character: it still takes its frames in the search (so a beam
   without LM agrees with greedy decoding), the LM treats it as an unknown word (KenLM's ``<unk>``
   probability plus pyctcdecode's unknown-word offset of -10), and it is removed from the output, as
   :meth:`Vocabulary.decode` drops it.
-* pyctcdecode also drops beams scoring more than 10 (natural log) below the best one (its default
-  ``beam_prune_logp``), which DeepSpeech2's decoder does not do; it only matters for hopeless beams.
+* pyctcdecode also drops beams scoring more than ``-beam_prune_logp`` (natural log, config key, default -10)
+  below the best one, which DeepSpeech2's decoder does not do; it only matters for hopeless beams.
+* ``blank_skip_prob``: a run of frames whose blank probability is at least this carries no choice, so it is
+  decoded as a single frame (one frame is kept so that "a, blank, a" still reads as two a's). On confident
+  speech most frames are such blanks. :func:`skip_blank_frames` returns the kept frames' original indices so
+  frame-based timestamps stay right. ``null`` decodes every frame.
 """
 
 from __future__ import annotations
@@ -50,9 +55,42 @@ UNK_LABEL = "<unk>"
 UNK_CHAR = "\ue000"  # private use: never in normalised text, unknown to any LM
 WORD_START = "\u2581"  # pyctcdecode's BPE word-start mark "▁"
 _MASKED_LOGP = -1e4  # after pyctcdecode's log-softmax and clipping this is ln(1e-15) = -34.5
-_MIN_TOKEN_LOGP = -30.0  # below every kept token, above every masked one
-_BEAM_PRUNE_LOGP = -10.0
 _KENLM_BINARY_MAGIC = b"mmap lm "
+
+
+def cutoff_prune(log_probs: np.ndarray, vocab_size: int, cutoff_prob: float, cutoff_top_n: int) -> np.ndarray:
+    """Mask (to a very low log-prob) all but the tokens that DeepSpeech2's cutoff_prob/cutoff_top_n expand."""
+    lp = np.asarray(log_probs, dtype=np.float32)
+    if lp.ndim != 2 or lp.shape[1] != vocab_size:
+        raise LitAsrError(f"log-probs must be (frames, {vocab_size}), got {lp.shape}")
+    top_n = min(cutoff_top_n, vocab_size)
+    if top_n == vocab_size and cutoff_prob >= 1.0:
+        return lp
+    top = np.argpartition(lp, vocab_size - top_n, axis=1)[:, vocab_size - top_n :]
+    top_lp = np.take_along_axis(lp, top, axis=1)
+    keep = np.ones_like(top_lp, dtype=bool)
+    if cutoff_prob < 1.0:
+        order = np.argsort(-top_lp, axis=1)
+        top, top_lp = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_lp, order, axis=1)
+        p = np.exp(top_lp.astype(np.float64))
+        keep = np.cumsum(p, axis=1) - p < cutoff_prob  # DeepSpeech2 includes the token crossing it
+    out = np.full_like(lp, _MASKED_LOGP)
+    np.put_along_axis(out, top, np.where(keep, top_lp, _MASKED_LOGP), axis=1)
+    return out
+
+
+def skip_blank_frames(log_probs: np.ndarray, blank_prob: float | None, blank_id: int = 0
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(kept frames, their original indices): every run of frames with blank probability >= ``blank_prob``
+    shrinks to its first frame; ``None`` keeps all frames."""
+    index = np.arange(len(log_probs))
+    if blank_prob is None or not len(log_probs):
+        return log_probs, index
+    sure_blank = log_probs[:, blank_id] >= np.log(blank_prob)
+    keep = ~sure_blank
+    keep[1:] |= sure_blank[1:] & ~sure_blank[:-1]
+    keep[0] = True
+    return log_probs[keep], index[keep]
 
 
 def is_character_vocabulary(labels: list[str]) -> bool:
@@ -117,11 +155,20 @@ class BeamSearchDecoder:
         unigrams: list[str] | None = None,
         hotwords: list[str] | None = None,
         hotword_weight: float = 3.0,
+        beam_prune_logp: float = -10.0,
+        token_min_logp: float = -30.0,
+        blank_skip_prob: float | None = None,
     ):
         if beam_size < 1 or cutoff_top_n < 1 or num_proc_bsearch < 1:
             raise LitAsrError("beam_size, cutoff_top_n and num_proc_bsearch must be at least 1")
         if not 0.0 < cutoff_prob <= 1.0:
             raise LitAsrError(f"cutoff_prob must be in (0, 1], got {cutoff_prob}")
+        if beam_prune_logp >= 0 or token_min_logp >= 0:
+            raise LitAsrError("beam_prune_logp and token_min_logp are natural-log thresholds and must be negative")
+        if blank_skip_prob is not None and not 0.0 < blank_skip_prob <= 1.0:
+            raise LitAsrError(f"blank_skip_prob must be in (0, 1] or null, got {blank_skip_prob}")
+        self.beam_prune_logp, self.token_min_logp = float(beam_prune_logp), float(token_min_logp)
+        self.blank_skip_prob = blank_skip_prob
         self.labels = list(labels)
         self.beam_size = beam_size
         self.cutoff_prob = cutoff_prob
@@ -164,25 +211,7 @@ class BeamSearchDecoder:
         return _TokenLM(model, unigrams, alpha=float(alpha), beta=float(beta))
 
     def _prune(self, log_probs: np.ndarray) -> np.ndarray:
-        """Mask all but the tokens that DeepSpeech2's cutoff_prob/cutoff_top_n would expand."""
-        lp = np.asarray(log_probs, dtype=np.float32)
-        if lp.ndim != 2 or lp.shape[1] != len(self.labels):
-            raise LitAsrError(f"log-probs must be (frames, {len(self.labels)}), got {lp.shape}")
-        vocab = lp.shape[1]
-        top_n = min(self.cutoff_top_n, vocab)
-        if top_n == vocab and self.cutoff_prob >= 1.0:
-            return lp
-        top = np.argpartition(lp, vocab - top_n, axis=1)[:, vocab - top_n :]
-        top_lp = np.take_along_axis(lp, top, axis=1)
-        keep = np.ones_like(top_lp, dtype=bool)
-        if self.cutoff_prob < 1.0:
-            order = np.argsort(-top_lp, axis=1)
-            top, top_lp = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_lp, order, axis=1)
-            p = np.exp(top_lp.astype(np.float64))
-            keep = np.cumsum(p, axis=1) - p < self.cutoff_prob  # DeepSpeech2 includes the token crossing it
-        out = np.full_like(lp, _MASKED_LOGP)
-        np.put_along_axis(out, top, np.where(keep, top_lp, _MASKED_LOGP), axis=1)
-        return out
+        return cutoff_prune(log_probs, len(self.labels), self.cutoff_prob, self.cutoff_top_n)
 
     def _get_pool(self) -> Pool:
         # fork: pyctcdecode keeps the LM in a class-level dict that forked workers inherit without pickling
@@ -200,10 +229,10 @@ class BeamSearchDecoder:
         With ``num_proc_bsearch`` > 1 the caller's work goes on while the workers decode (the per-epoch test pass
         runs the network on the next batches meanwhile); with 1 the decoding happens here, before returning.
         """
-        pruned = [self._prune(lp) for lp in log_probs]
+        pruned = [skip_blank_frames(self._prune(lp), self.blank_skip_prob)[0] for lp in log_probs]
         todo = [i for i, lp in enumerate(pruned) if len(lp)]  # pyctcdecode dislikes zero frames
-        decode = functools.partial(self._decoder.decode, beam_width=self.beam_size, beam_prune_logp=_BEAM_PRUNE_LOGP,
-                                   token_min_logp=_MIN_TOKEN_LOGP,
+        decode = functools.partial(self._decoder.decode, beam_width=self.beam_size, beam_prune_logp=self.beam_prune_logp,
+                                   token_min_logp=self.token_min_logp,
                                    hotwords=self.hotwords or None, hotword_weight=self.hotword_weight)
         if self.num_proc > 1 and todo:
             wait = functools.partial(self._wait, self._get_pool().map_async(decode, [pruned[i] for i in todo]))

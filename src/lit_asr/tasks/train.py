@@ -38,6 +38,7 @@ from lit_asr.models.asr_module import AsrModule
 from lit_asr.models.loading import load_pretrained_weights
 from lit_asr.utils.checkpoints import (LAST_MODEL, changed_settings, checkpoint_file, checkpoint_to_resume, model_dir,
                                        progress, read_checkpoint, resume_mismatch, tidy)
+from lit_asr.utils.malloc import pin_mmap_threshold
 
 if TYPE_CHECKING:
     from lit_asr.decoding.beam_search import BeamSearchDecoder
@@ -175,6 +176,7 @@ def _exit_stopped(cfg: DictConfig, trainer: pl.Trainer, stop: GracefulStop | Non
 
 def run(cfg: DictConfig) -> float | None:
     """Train; returns the last ``val/cer`` so sweepers can optimise it."""
+    pin_mmap_threshold(cfg.get("malloc_mmap_threshold"))  # before any tensor and before workers fork
     pl.seed_everything(cfg.seed, workers=True)
     module, datamodule = build_parts(cfg)
     resume = resume_checkpoint(cfg, module)

@@ -22,6 +22,7 @@ _NUMBERS = {
     "avg_num": ("int", 1, True),
     "num_workers": ("int", 0, True),
     "sortagrad_epochs": ("int", 0, True),
+    "malloc_mmap_threshold": ("int", 0, False),
     "seed": ("int", -math.inf, True),
     "min_duration": ("number", 0.0, True),
     "max_duration": ("number", 0.0, False),
@@ -30,7 +31,7 @@ _NUMBERS = {
     "learning_rate": ("number", 0.0, False),
     "weight_decay": ("number", 0.0, True),
 }
-_OPTIONAL = {"max_batch_duration", "duration_tolerance"}  # null switches the bound or the check off
+_OPTIONAL = {"max_batch_duration", "duration_tolerance", "malloc_mmap_threshold"}  # null switches the bound or the check off
 
 PREPARE = "or run scripts/prepare_data.py first"
 # Files each task reads: config key -> (what it is, what to do when it is missing).
