@@ -231,8 +231,8 @@ class BeamSearchDecoder:
         """
         pruned = [skip_blank_frames(self._prune(lp), self.blank_skip_prob)[0] for lp in log_probs]
         todo = [i for i, lp in enumerate(pruned) if len(lp)]  # pyctcdecode dislikes zero frames
-        decode = functools.partial(self._decoder.decode, beam_width=self.beam_size, beam_prune_logp=self.beam_prune_logp,
-                                   token_min_logp=self.token_min_logp,
+        decode = functools.partial(self._decoder.decode, beam_width=self.beam_size,
+                                   beam_prune_logp=self.beam_prune_logp, token_min_logp=self.token_min_logp,
                                    hotwords=self.hotwords or None, hotword_weight=self.hotword_weight)
         if self.num_proc > 1 and todo:
             wait = functools.partial(self._wait, self._get_pool().map_async(decode, [pruned[i] for i in todo]))

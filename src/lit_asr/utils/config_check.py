@@ -31,7 +31,8 @@ _NUMBERS = {
     "learning_rate": ("number", 0.0, False),
     "weight_decay": ("number", 0.0, True),
 }
-_OPTIONAL = {"max_batch_duration", "duration_tolerance", "malloc_mmap_threshold"}  # null switches the bound or the check off
+# null switches the bound or the check off
+_OPTIONAL = {"max_batch_duration", "duration_tolerance", "malloc_mmap_threshold"}
 
 PREPARE = "or run scripts/prepare_data.py first"
 # Files each task reads: config key -> (what it is, what to do when it is missing).
