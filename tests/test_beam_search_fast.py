@@ -107,6 +107,8 @@ def test_errors_and_config(tmp_path):
             cls(MANDARIN.labels(), None, beam_prune_logp=1.0, **ARGS)
         with pytest.raises(LitAsrError, match="blank_skip_prob"):
             cls(MANDARIN.labels(), None, blank_skip_prob=1.5, **ARGS)
+    with pytest.raises(LitAsrError, match="has no hotwords: use decoder=beam_search"):
+        FastBeamSearchDecoder(MANDARIN.labels(), None, hotwords=["明月"], **ARGS)
     # The fast decoder takes every key of decoder=beam_search, with the same meaning.
     slow, fast = (OmegaConf.load(CONF / name) for name in ("beam_search.yaml", "beam_search_fast.yaml"))
     assert set(slow) == set(fast)

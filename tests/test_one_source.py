@@ -64,10 +64,10 @@ def test_every_callback_comes_from_conf_and_can_be_dropped(tiny, tmp_path):
 
 def test_trainer_arguments_as_the_readme_says(tiny, tmp_path):
     # Keys of conf/trainer/default.yaml plainly, any other Trainer argument with +, ++ for either.
-    cfg = _trainer_config(tiny, tmp_path, "trainer.gradient_clip_val=5", "+trainer.accumulate_grad_batches=2",
+    cfg = _trainer_config(tiny, tmp_path, "trainer.gradient_clip_val=5", "+trainer.limit_val_batches=2",
                           "++trainer.limit_train_batches=3", "++trainer.log_every_n_steps=7")
     trainer = build_trainer(cfg)
-    assert (trainer.gradient_clip_val, trainer.accumulate_grad_batches, trainer.limit_train_batches,
+    assert (trainer.gradient_clip_val, trainer.limit_val_batches, trainer.limit_train_batches,
             trainer.log_every_n_steps) == (5, 2, 3, 7)
-    with pytest.raises(Exception, match=r"\+trainer.accumulate_grad_batches=2"):  # Hydra's advice, as documented
-        run_config(tiny, tmp_path, "trainer.accumulate_grad_batches=2")
+    with pytest.raises(Exception, match=r"\+trainer.limit_val_batches=2"):  # Hydra's advice, as documented
+        run_config(tiny, tmp_path, "trainer.limit_val_batches=2")

@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import multiprocessing
-import signal
 from collections.abc import Callable
 from multiprocessing.pool import AsyncResult, Pool
 from pathlib import Path
@@ -47,6 +45,7 @@ from pyctcdecode.language_model import LanguageModel
 
 from lit_asr.data.text import is_cjk, normalize_text
 from lit_asr.decoding.lm import read_arpa_unigrams, tokenize_for_lm
+from lit_asr.decoding.worker_pool import PooledDecoder
 from lit_asr.errors import LitAsrError, first_line
 
 logger = logging.getLogger(__name__)
@@ -131,15 +130,7 @@ class _TokenLM(LanguageModel):
         return super().score_partial_token(tokens[-1]) if tokens and self._char_trie is not None else 0.0
 
 
-def _leave_ctrl_c_to_parent() -> None:
-    """In a decoding worker: Ctrl-C reaches the whole process group, and stopping is the parent's decision.
-
-    (SIGTERM stays deadly: it is how the pool itself ends its workers.)
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-class BeamSearchDecoder:
+class BeamSearchDecoder(PooledDecoder):
     """Batch CTC beam search with KenLM shallow fusion (pyctcdecode), optionally in a process pool."""
 
     def __init__(
@@ -214,9 +205,9 @@ class BeamSearchDecoder:
         return cutoff_prune(log_probs, len(self.labels), self.cutoff_prob, self.cutoff_top_n)
 
     def _get_pool(self) -> Pool:
-        # fork: pyctcdecode keeps the LM in a class-level dict that forked workers inherit without pickling
+        # pyctcdecode keeps the LM in a class-level dict that the forked workers inherit
         if self._pool is None:
-            self._pool = multiprocessing.get_context("fork").Pool(self.num_proc, initializer=_leave_ctrl_c_to_parent)
+            super()._get_pool()
             self._workers = self._worker_pids()
         return self._pool
 
@@ -261,19 +252,6 @@ class BeamSearchDecoder:
     def decode_batch(self, log_probs: list[np.ndarray]) -> list[str]:
         """Best transcript of each (frames, vocab) natural-log probability matrix, normalised."""
         return self.submit(log_probs)()
-
-    def close(self) -> None:
-        """Stop the worker processes (a later decode_batch starts new ones)."""
-        if self._pool is not None:
-            self._pool.close()
-            self._pool.join()
-            self._pool = None
-
-    def __enter__(self) -> "BeamSearchDecoder":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __del__(self) -> None:
         if getattr(self, "_pool", None) is not None:

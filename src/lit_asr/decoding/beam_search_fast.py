@@ -21,7 +21,6 @@ character vocabularies (Mandarin), where every label is one LM token:
 from __future__ import annotations
 
 import logging
-import multiprocessing
 from multiprocessing.pool import Pool
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import torch
 from lit_asr.data.text import is_cjk, normalize_text
 from lit_asr.decoding.beam_search import UNK_LABEL, cutoff_prune, is_character_vocabulary, skip_blank_frames
 from lit_asr.decoding.lm import read_arpa_unigrams
+from lit_asr.decoding.worker_pool import PooledDecoder
 from lit_asr.errors import LitAsrError
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def _lm_class():
     return _BonusKenLM
 
 
-class FastBeamSearchDecoder:
+class FastBeamSearchDecoder(PooledDecoder):
     """Batch CTC beam search with KenLM shallow fusion in C++ (flashlight-text), optionally in a process pool."""
 
     def __init__(
@@ -110,7 +110,12 @@ class FastBeamSearchDecoder:
         token_min_logp: float = -30.0,
         blank_skip_prob: float | None = None,
         unigrams: list[str] | None = None,
+        hotwords: list[str] | None = None,
+        hotword_weight: float = 3.0,
     ):
+        if hotwords:  # flashlight's lexicon-free decoder has no hotword bonus; refuse rather than ignore them
+            raise LitAsrError("decoder=beam_search_fast has no hotwords: use decoder=beam_search for "
+                              "decoder.hotwords")
         try:
             from torchaudio.models.decoder import ctc_decoder
         except ImportError as err:  # flashlight-text missing
@@ -177,9 +182,8 @@ class FastBeamSearchDecoder:
     def _get_pool(self) -> Pool:
         global _WORKER_DECODER
         if self._pool is None:
-            _WORKER_DECODER = self  # forked workers inherit the decoder and its LM without pickling
-            self._pool = multiprocessing.get_context("fork").Pool(self.num_proc)
-        return self._pool
+            _WORKER_DECODER = self  # what the forked workers decode with
+        return super()._get_pool()
 
     def decode_batch(self, log_probs: list[np.ndarray]) -> list[str]:
         """Best transcript of each (frames, vocab) natural-log probability matrix, normalised."""
@@ -187,19 +191,6 @@ class FastBeamSearchDecoder:
         if self.num_proc > 1 and len(arrays) > 1:
             return self._get_pool().map(_decode_in_worker, arrays, chunksize=max(1, len(arrays) // 32))
         return [self.decode_frames(lp)[0] for lp in arrays]
-
-    def close(self) -> None:
-        """Stop the worker processes (a later decode_batch starts new ones)."""
-        if self._pool is not None:
-            self._pool.close()
-            self._pool.join()
-            self._pool = None
-
-    def __enter__(self) -> "FastBeamSearchDecoder":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _decode_in_worker(log_probs: np.ndarray) -> str:
