@@ -98,6 +98,7 @@ lm-en: setup
 demo-en: setup data-en lm-en
 	$(PY) run.py experiment=demo_en $(DEMO_ARGS)
 	$(PY) run.py task=eval experiment=demo_en hydra.run.dir=outputs/demo_en/eval_greedy $(DEMO_ARGS)
+	@# alpha/beta not tuned (docs/tokenizers.md); tune them on dataset_en/manifest.dev as `make eval` does for Mandarin
 	$(PY) run.py task=eval experiment=demo_en decoder=beam_search decoder.lang_model_path=$(DATASET_EN)/lm.arpa \
 	  decoder.alpha=0.5 decoder.beta=1.0 hydra.run.dir=outputs/demo_en/eval_beam $(DEMO_ARGS)
 
