@@ -122,8 +122,8 @@ t0=$(now)
 MASR_S=$(awk "BEGIN { print $(now) - $t0 }")
 
 step "lit-asr: one epoch (log: $WORK/lit.log)"
+read -r -a LIT_EXTRA <<< "$LIT_ARGS"  # split on spaces, no globbing of [[3,3],...]
 t0=$(now)
-# shellcheck disable=SC2086  # LIT_ARGS is a list of overrides
 "$PY" run.py experiment=demo augment=none features=fbank features.n_mels=80 tokenizer=char \
   model.num_rnn_layers=3 model.rnn_size=256 model.rnn_type=gru model.bidirectional=true \
   "model.conv_channels=[32,32]" "model.conv_kernels=[[3,3],[3,3]]" "model.conv_strides=[[2,2],[2,2]]" \
@@ -133,7 +133,7 @@ t0=$(now)
   use_model=compare_masr save_model_path="$WORK/lit/models" log_dir="$WORK/lit/log" logger=none \
   hydra.run.dir="$WORK/lit/hydra" "${LIT_DEVICE[@]}" trainer.devices=1 \
   +callbacks.epoch_throughput._target_=lit_asr.benchmark.epoch_throughput.EpochThroughput \
-  +callbacks.epoch_throughput.output="$WORK/lit.json" $LIT_ARGS 2>&1 | tee "$WORK/lit.log"
+  +callbacks.epoch_throughput.output="$WORK/lit.json" "${LIT_EXTRA[@]}" 2>&1 | tee "$WORK/lit.log"
 LIT_S=$(awk "BEGIN { print $(now) - $t0 }")
 
 step "side by side"

@@ -154,13 +154,15 @@ def main(argv: list[str] | None = None) -> int:
     trainer = MASRTrainer(configs=str(config_path), use_gpu=args.use_gpu)
     configs = trainer.configs
     # MASR's own data preparation (what MASRTrainer.create_data does after writing the manifests).
+    t0 = time.perf_counter()
     FeatureNormalizer(mean_istd_filepath=configs.dataset_conf.mean_istd_path).compute_mean_istd(
         preprocess_conf=configs.preprocess_conf, manifest_path=configs.dataset_conf.train_manifest,
         data_loader_conf=configs.dataset_conf.dataLoader, num_samples=-1)
     MASRTokenizer(is_build_vocab=True, **configs.tokenizer_conf).build_vocab(
         manifest_paths=[configs.dataset_conf.train_manifest, configs.dataset_conf.test_manifest])
+    prepare_s = time.perf_counter() - t0
     result = train_one_epoch(trainer, workdir)
-    result["config"] = str(config_path)
+    result.update(prepare_seconds=prepare_s, config=str(config_path))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=1) + "\n")
     return 0
