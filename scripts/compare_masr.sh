@@ -9,7 +9,8 @@
 #
 # Options (environment variables in brackets):
 #   --train FILE, --test FILE   manifests (JSON lines) [TRAIN_MANIFEST, TEST_MANIFEST]; default dataset/manifest.*
-#   --vocab FILE, --mean-std FILE   lit-asr's vocabulary.txt and mean_std.npz; default: beside --train
+#   --mean-std FILE  lit-asr's normalisation statistics (default: mean_std.npz beside --train); the vocabulary
+#                    is built from the two manifests for both trainers, as MASR does
 #   --limit-train N, --limit-test N   only the first N utterances (0: all) [LIMIT_TRAIN, LIMIT_TEST]
 #   --workers N      data-loader worker processes, both trainers (default 1, as experiment=demo) [NUM_WORKERS]
 #   --threads N      OMP_NUM_THREADS for both trainers (default: unset, torch's own choice) [THREADS]
@@ -21,11 +22,11 @@
 #                    the demo's own front-end) [LIT_ARGS]
 #   PYTHON=...       lit-asr's interpreter (default .venv/bin/python); MASR's virtualenv is made from its base Python
 #
-# What is timed: each trainer's first epoch, from its start to the end of its last training batch (loader start-up
-# and waits included; process start-up, data preparation, the test pass and checkpoints not). Each whole process
-# is timed too ("whole run"). Audio seconds are feature frames x 10 ms on both sides. Both models are built from
-# the same numbers, but MASR concatenates the two directions of each GRU (the next layer sees 512 inputs) where
-# lit-asr sums them (256), so MASR's model has more parameters; both counts are printed.
+# What is timed: each trainer's first epoch, from its start to the end of its last training batch (waits for
+# batches included; process start-up, data preparation, loader workers' start, test pass and checkpoints not).
+# Each whole process is timed too ("whole run"). Audio seconds are feature frames x 10 ms on both sides. Both
+# models are built from the same numbers, but MASR concatenates the two directions of each GRU (the next layer
+# sees 512 inputs) where lit-asr sums them (256), so MASR's model has more parameters; both counts are printed.
 # Run it on a quiet machine: any other load makes the figures noise (the load average is printed at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +34,7 @@ REPO=$PWD
 
 TRAIN=${TRAIN_MANIFEST:-dataset/manifest.train}
 TEST=${TEST_MANIFEST:-dataset/manifest.test}
-VOCAB=""; MEAN_STD=""
+MEAN_STD=""
 LIMIT_TRAIN=${LIMIT_TRAIN:-0}; LIMIT_TEST=${LIMIT_TEST:-0}
 WORKERS=${NUM_WORKERS:-1}
 THREADS=${THREADS:-}
@@ -50,7 +51,6 @@ while [ $# -gt 0 ]; do
   case $1 in
     --train) TRAIN=$2; shift 2 ;;
     --test) TEST=$2; shift 2 ;;
-    --vocab) VOCAB=$2; shift 2 ;;
     --mean-std) MEAN_STD=$2; shift 2 ;;
     --limit-train) LIMIT_TRAIN=$2; shift 2 ;;
     --limit-test) LIMIT_TEST=$2; shift 2 ;;
@@ -68,9 +68,7 @@ done
 [ -x "$PY" ] || die "no lit-asr interpreter at $PY (run make setup first, or set PYTHON)"
 [ -f "$TRAIN" ] || die "train manifest not found: $TRAIN"
 [ -f "$TEST" ] || die "test manifest not found: $TEST"
-VOCAB=${VOCAB:-$(dirname "$TRAIN")/vocabulary.txt}
 MEAN_STD=${MEAN_STD:-$(dirname "$TRAIN")/mean_std.npz}
-[ -f "$VOCAB" ] || die "lit-asr vocabulary not found: $VOCAB (--vocab)"
 [ -f "$MEAN_STD" ] || die "lit-asr mean/std not found: $MEAN_STD (--mean-std)"
 [ -n "$THREADS" ] && export OMP_NUM_THREADS=$THREADS
 export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}"
@@ -100,7 +98,8 @@ else
   "$VENV/bin/python" -m pip install -q --upgrade pip
   # numpy<2 and the torch pair as in lit-asr's setup.cfg, so both trainers run on the same builds.
   "$VENV/bin/python" -m pip install -q "masr==3.0.3" "torch==2.11.0" "torchaudio==2.11.0" "numpy<2"
-  masr_ok || die "MASR's virtualenv $VENV does not import masr 3.0.3 on torch 2.11.0 (see: $VENV/bin/python scripts/masr_train_epoch.py --help)"
+  masr_ok || die "MASR's virtualenv $VENV does not import masr 3.0.3 on torch 2.11.0" \
+    "(see: $VENV/bin/python scripts/masr_train_epoch.py --help)"
 fi
 
 WORK=${WORK:-$(mktemp -d /tmp/compare_masr.XXXXXX)}
@@ -129,7 +128,7 @@ t0=$(now)
   "model.conv_channels=[32,32]" "model.conv_kernels=[[3,3],[3,3]]" "model.conv_strides=[[2,2],[2,2]]" \
   batch_size=16 max_batch_duration=null num_workers="$WORKERS" num_epoch=1 accum_grad=1 \
   train_manifest="$WORK/data/manifest.train" test_manifest="$WORK/data/manifest.test" \
-  dev_manifest="$WORK/data/manifest.test" dataset_vocab="$VOCAB" mean_std_path="$MEAN_STD" \
+  dev_manifest="$WORK/data/manifest.test" dataset_vocab="$WORK/data/vocabulary.txt" mean_std_path="$MEAN_STD" \
   use_model=compare_masr save_model_path="$WORK/lit/models" log_dir="$WORK/lit/log" logger=none \
   hydra.run.dir="$WORK/lit/hydra" "${LIT_DEVICE[@]}" trainer.devices=1 \
   +callbacks.epoch_throughput._target_=lit_asr.benchmark.epoch_throughput.EpochThroughput \

@@ -70,18 +70,26 @@ def masr_config(args: argparse.Namespace, workdir: Path) -> dict:
 
 
 class CountingLoader:
-    """Wraps MASR's training DataLoader: counts batches, utterances and feature frames, and the loader waits."""
+    """Wraps MASR's training DataLoader: counts batches, utterances and feature frames, and the loader waits.
+
+    ``start`` creates the loader's iterator (its workers) before the epoch's clock starts, as Lightning does for
+    lit-asr, so neither side's epoch includes the workers' start-up.
+    """
 
     def __init__(self, loader):
         self.loader = loader
         self.batches = self.utterances = self.frames = 0
         self.wait_s = 0.0
+        self._iterator = None
 
     def __len__(self) -> int:
         return len(self.loader)
 
+    def start(self) -> None:
+        self._iterator = iter(self.loader)
+
     def __iter__(self):
-        it = iter(self.loader)
+        it, self._iterator = self._iterator or iter(self.loader), None
         while True:
             t0 = time.perf_counter()
             try:
@@ -103,6 +111,7 @@ def train_one_epoch(trainer: MASRTrainer, workdir: Path) -> dict:
     def timed_epoch(*args, **kwargs):
         counter = CountingLoader(trainer.train_loader)
         trainer.train_loader = counter
+        counter.start()
         t0 = time.perf_counter()
         epoch(*args, **kwargs)
         timing["train_seconds"] = time.perf_counter() - t0

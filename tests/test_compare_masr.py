@@ -12,6 +12,7 @@ import pytest
 
 from lit_asr.benchmark import masr_compare
 from lit_asr.data.manifest import read_manifest
+from lit_asr.data.vocabulary import Vocabulary
 from tiny_data import make_tiny_dataset, overrides
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +54,9 @@ def test_subset_writes_the_first_utterances_with_absolute_paths(tiny, tmp_path):
     assert [r["audio_filepath"] for r in train] == [e.audio_filepath for e in source[:3]]
     assert all(Path(r["audio_filepath"]).is_absolute() for r in train)
     assert len(test) == len(read_manifest(tiny["test_manifest"], 0.5, 20.0)[0])
+    vocabulary = Vocabulary.load(tmp_path / "vocabulary.txt")  # of exactly the two written manifests
+    chars = {ch for text in [r["text"] for r in train] + [e.text for e in test] for ch in text}
+    assert len(vocabulary) == 2 + len(chars) and all(ch in vocabulary for ch in chars)
 
 
 def test_subset_of_an_empty_manifest_is_a_one_line_error(tmp_path, capsys):

@@ -5,7 +5,8 @@ Added to a run as an extra callback:
 +callbacks.epoch_throughput.output=FILE``.
 
 The clock starts when the first epoch starts and stops at the end of its last training batch, so start-up, the
-test pass and checkpointing are outside it; the loader's start-up and its waits are inside, as in any epoch.
+test pass and checkpointing are outside it, and so is the loader workers' start (Lightning creates the loader's
+iterator just before the epoch starts); the waits for batches are inside, as in any epoch.
 Audio seconds are counted as feature frames x frame shift, the same rule MASR's side of the comparison uses.
 """
 

@@ -1,7 +1,8 @@
 """The lit-asr side of scripts/compare_masr.sh: the shared manifests, and the side-by-side report.
 
 ``python -m lit_asr.benchmark.masr_compare subset ...`` writes the manifests both trainers read (lit-asr's
-validation and text normalisation, absolute audio paths, the first N utterances); ``... report ...`` prints the
+validation and text normalisation, absolute audio paths, the first N utterances) and lit-asr's vocabulary of
+them; ``... report ...`` prints the
 two epochs' figures (JSON from lit_asr.benchmark.epoch_throughput and scripts/masr_train_epoch.py) and their
 ratio, and writes them all as one JSON file when asked.
 """
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 from lit_asr.data.manifest import read_manifest, write_manifest
+from lit_asr.data.vocabulary import Vocabulary
 from lit_asr.errors import LitAsrError, first_line
 
 ROWS = [  # (label, key, format)
@@ -33,16 +35,22 @@ ROWS = [  # (label, key, format)
 
 
 def subset(args: argparse.Namespace) -> None:
-    """Write manifest.train and manifest.test of the first N valid utterances into ``args.out``."""
+    """Write manifest.train and manifest.test of the first N valid utterances into ``args.out``, and the
+    character vocabulary of both (MASR builds its own from the same two manifests: same characters, same size)."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    texts = []
     for split, source, limit in (("train", args.train, args.limit_train), ("test", args.test, args.limit_test)):
         entries, _ = read_manifest(source, args.min_duration, args.max_duration)
         if limit:  # read_manifest has refused a manifest without a usable utterance
             entries = entries[:limit]
         write_manifest(out / f"manifest.{split}", entries)
+        texts += [e.text for e in entries]
         hours = sum(e.duration for e in entries) / 3600
         print(f"manifest.{split}: {len(entries)} utterances, {hours:.2f} h (from {source})")
+    vocabulary = Vocabulary.build(texts)
+    vocabulary.save(out / "vocabulary.txt")
+    print(f"vocabulary.txt: {len(vocabulary)} tokens")
 
 
 def _cell(result: dict, key: str | None, fmt: str | None) -> str:
