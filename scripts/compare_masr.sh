@@ -29,42 +29,49 @@
 # sees 512 inputs) where lit-asr sums them (256), so MASR's model has more parameters; both counts are printed.
 # Run it on a quiet machine: any other load makes the figures noise (the load average is printed at the end).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-REPO=$PWD
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+# Paths given by the caller are taken from the caller's folder; the defaults are the repository's.
+here() { case $1 in ""|/*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 
-TRAIN=${TRAIN_MANIFEST:-dataset/manifest.train}
-TEST=${TEST_MANIFEST:-dataset/manifest.test}
+TRAIN=$(here "${TRAIN_MANIFEST:-}")
+TEST=$(here "${TEST_MANIFEST:-}")
 MEAN_STD=""
 LIMIT_TRAIN=${LIMIT_TRAIN:-0}; LIMIT_TEST=${LIMIT_TEST:-0}
 WORKERS=${NUM_WORKERS:-1}
 THREADS=${THREADS:-}
-VENV=${MASR_VENV:-.venv-masr}
-WORK=${WORKDIR:-}
+VENV=$(here "${MASR_VENV:-}")
+WORK=$(here "${WORKDIR:-}")
 JSON=""
 LIT_ARGS=${LIT_ARGS:-}
 GPU=0
-PY=${PYTHON:-.venv/bin/python}
+PY=$(here "${PYTHON:-}")
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 die() { echo "error: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
+  [ $# -ge 2 ] || case $1 in --gpu|-h|--help) ;; *) die "$1 needs a value (see --help)" ;; esac
   case $1 in
-    --train) TRAIN=$2; shift 2 ;;
-    --test) TEST=$2; shift 2 ;;
-    --mean-std) MEAN_STD=$2; shift 2 ;;
+    --train) TRAIN=$(here "$2"); shift 2 ;;
+    --test) TEST=$(here "$2"); shift 2 ;;
+    --mean-std) MEAN_STD=$(here "$2"); shift 2 ;;
     --limit-train) LIMIT_TRAIN=$2; shift 2 ;;
     --limit-test) LIMIT_TEST=$2; shift 2 ;;
     --workers) WORKERS=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
     --gpu) GPU=1; shift ;;
-    --venv) VENV=$2; shift 2 ;;
-    --workdir) WORK=$2; shift 2 ;;
-    --json) JSON=$2; shift 2 ;;
+    --venv) VENV=$(here "$2"); shift 2 ;;
+    --workdir) WORK=$(here "$2"); shift 2 ;;
+    --json) JSON=$(here "$2"); shift 2 ;;
     --lit-args) LIT_ARGS=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
+cd "$REPO"
+TRAIN=${TRAIN:-$REPO/dataset/manifest.train}
+TEST=${TEST:-$REPO/dataset/manifest.test}
+VENV=${VENV:-$REPO/.venv-masr}
+PY=${PY:-$REPO/.venv/bin/python}
 [ -x "$PY" ] || die "no lit-asr interpreter at $PY (run make setup first, or set PYTHON)"
 [ -f "$TRAIN" ] || die "train manifest not found: $TRAIN"
 [ -f "$TEST" ] || die "test manifest not found: $TEST"
