@@ -46,7 +46,7 @@ def tiny_checkpoint(tmp_path_factory) -> dict[str, Path]:
     return done
 
 
-def trained_tiny_checkpoint(tmp_path_factory, epochs: int = 20) -> Path:
+def trained_tiny_checkpoint(tmp_path_factory, epochs: int = 30) -> Path:
     """A checkpoint folder trained until it knows the tiny training utterances (a minute or two of CPU: slow tests).
 
     It trains on those utterances as the long-file test decodes them (``long_audio.write_training_manifest``):
@@ -54,7 +54,7 @@ def trained_tiny_checkpoint(tmp_path_factory, epochs: int = 20) -> Path:
     about 0.4 s of digital silence, the model emits characters late, in that silence, and drops most of them on the
     trimmed utterances (training-set CER 0.96 after 30 epochs, 0.38 after 400); trained on the bare ones only, it
     emits nothing after 0.1 s of leading silence. Batches of 4, two GRU layers and no dropout make it memorise
-    them in 20 epochs.
+    them in 30 epochs.
     """
     tiny = tiny_checkpoint(tmp_path_factory)
     folder = tmp_path_factory.getbasetemp() / f"tiny_trained_{epochs}"
