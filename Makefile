@@ -19,8 +19,8 @@ BEAM := decoder=beam_search decoder.lang_model_path=$(DATASET)/lm.arpa
 
 setup: sysdeps $(STAMP)
 
-# System packages: espeak-ng (speech synthesis for the demos), fortunes-zh and fortunes (real Chinese and
-# English text), sox; chromium, chromium-driver and a CJK font for the web page's real-browser test
+# System packages: libtcmalloc-minimal4 (run.py's allocator, conf/config.yaml `allocator`), espeak-ng (speech
+# synthesis for the demos), fortunes-zh and fortunes (real Chinese and English text), sox; chromium, chromium-driver and a CJK font for the web page's real-browser test
 # (tests/test_serve_browser.py).
 sysdeps:
 	@missing=""; \
@@ -29,6 +29,7 @@ sysdeps:
 	[ -f /usr/share/games/fortunes/wisdom ] || missing="$$missing fortunes"; \
 	command -v sox >/dev/null || missing="$$missing sox"; \
 	ldconfig -p | grep -q libsndfile || missing="$$missing libsndfile1"; \
+	ldconfig -p | grep -q libtcmalloc_minimal || missing="$$missing libtcmalloc-minimal4"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing="$$missing fonts-wqy-microhei"; \
