@@ -20,8 +20,8 @@ BEAM := decoder=beam_search decoder.lang_model_path=$(DATASET)/lm.arpa
 setup: sysdeps $(STAMP)
 
 # System packages: libtcmalloc-minimal4 (run.py's allocator, conf/config.yaml `allocator`), espeak-ng (speech
-# synthesis for the demos), fortunes-zh and fortunes (real Chinese and English text), sox; chromium, chromium-driver and a CJK font for the web page's real-browser test
-# (tests/test_serve_browser.py).
+# synthesis for the demos), fortunes-zh and fortunes (real Chinese and English text), sox; chromium,
+# chromium-driver and a CJK font for the web page's real-browser test (tests/test_serve_browser.py).
 sysdeps:
 	@missing=""; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \

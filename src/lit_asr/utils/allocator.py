@@ -4,7 +4,7 @@ glibc's allocator fits neither need of CPU training with ever-changing batch sha
 threshold after the first big frees, so activation tensors come from the heap, which fragments and grows epoch
 after epoch (2.6 GB resident after 150 demo steps); pinning the threshold keeps memory flat but maps and zeroes
 every big tensor afresh (110,000 page faults a second, a third of the CPU in the kernel, 1.5x slower steps).
-tcmalloc reuses freed memory of any size without either cost (docs/benchmarks.md, "Allocator"). It has to be in
+tcmalloc reuses freed memory of any size without either cost (docs/benchmarks.md, section 1b). It has to be in
 the process before anything allocates, so run.py re-executes itself once with the library in ``LD_PRELOAD``;
 loader workers and DDP ranks inherit it.
 """
@@ -19,7 +19,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-ALLOCATORS = {"tcmalloc": "tcmalloc_minimal", "jemalloc": "jemalloc"}
+# allocator -> (library name for the dynamic loader, Debian package that ships it)
+ALLOCATORS = {"tcmalloc": ("tcmalloc_minimal", "libtcmalloc-minimal4"), "jemalloc": ("jemalloc", "libjemalloc2")}
 SYSTEM = "system"
 _MARK = "LIT_ASR_ALLOCATOR"  # set on the re-executed process, so it never re-executes again
 
@@ -36,8 +37,7 @@ def requested_allocator(argv: Sequence[str], config_file: Path) -> str:
 
 def library_path(allocator: str) -> str | None:
     """The shared library of ``allocator`` as the dynamic loader finds it, or None."""
-    name = ALLOCATORS.get(allocator)
-    return ctypes.util.find_library(name) if name else None
+    return ctypes.util.find_library(ALLOCATORS[allocator][0]) if allocator in ALLOCATORS else None
 
 
 def preload_env(allocator: str, environ: Mapping[str, str]) -> dict[str, str] | None:
@@ -48,8 +48,8 @@ def preload_env(allocator: str, environ: Mapping[str, str]) -> dict[str, str] | 
         raise ValueError(f"allocator={allocator}: expected one of {', '.join([SYSTEM, *ALLOCATORS])}")
     library = library_path(allocator)
     if library is None:
-        package = {"tcmalloc": "libtcmalloc-minimal4", "jemalloc": "libjemalloc2"}[allocator]
-        print(f"warning: allocator={allocator}: lib{ALLOCATORS[allocator]} not found (apt-get install {package});"
+        name, package = ALLOCATORS[allocator]
+        print(f"warning: allocator={allocator}: lib{name} not found (apt-get install {package});"
               " using the system allocator", file=sys.stderr)
         return None
     preload = " ".join(p for p in (library, environ.get("LD_PRELOAD", "")) if p)
