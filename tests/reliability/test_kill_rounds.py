@@ -10,13 +10,16 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import signal
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 
+from lit_asr.callbacks.checkpoint import FolderCheckpoint, GracefulStop
 from lit_asr.tasks import train as train_task
 from lit_asr.utils.checkpoints import CHECKPOINT_FILE, find_checkpoint
 from test_checkpoints import global_step, train
@@ -146,11 +149,26 @@ def _epochs(folder: Path) -> dict:
     return torch.load(folder / CHECKPOINT_FILE, weights_only=True)["loops"]["fit_loop"]["epoch_progress"]["total"]
 
 
-def test_resume_after_an_epochs_last_batch_loses_no_epoch(tiny, tmp_path):
-    """What a kill right after an epoch's last step leaves (found by the kill rounds): a checkpoint taken after the
-    last batch, before the epoch's end. Lightning 2.6 alone resumes it so that a later resume skips a whole epoch."""
+def test_a_step_checkpoint_due_at_an_epochs_last_batch_is_written_at_its_end(tiny, tmp_path):
+    """Written between the last batch and validation, a kill during the final epoch's validation left a run that,
+    resumed, ended at once without that validation or epoch_N/ (found by a CI run of the SIGKILL test)."""
     folder = tmp_path / "models" / "deepspeech2"
     _train_in_process(tiny, tmp_path, 1)
+    assert _epochs(folder / "step_6") == _epochs(folder / "epoch_1") == \
+        {"ready": 1, "started": 1, "processed": 1, "completed": 0}
+    shutil.rmtree(folder / "epoch_1")
+    _train_in_process(tiny, tmp_path, 2, f"resume_model={folder / 'step_6'}")
+    assert global_step(folder / "epoch_2") == global_step(folder / "step_12") == 12  # resumed as from epoch_1
+    assert not (folder / "epoch_1").exists()  # epoch 1 was not trained again
+
+
+def test_resume_after_an_epochs_last_batch_loses_no_epoch(tiny, tmp_path, monkeypatch):
+    """What earlier versions left when killed right after an epoch's last step: a checkpoint taken after the last
+    batch, before the epoch's end. Lightning 2.6 alone resumes it so that a later resume skips a whole epoch."""
+    folder = tmp_path / "models" / "deepspeech2"
+    with monkeypatch.context() as old:  # step checkpoints saved at the last batch, as before they waited
+        old.setattr(FolderCheckpoint, "on_train_batch_end", ModelCheckpoint.on_train_batch_end)
+        _train_in_process(tiny, tmp_path, 1)
     assert _epochs(folder / "step_6") == {"ready": 1, "started": 1, "processed": 0, "completed": 0}
     _train_in_process(tiny, tmp_path, 2, f"resume_model={folder / 'step_6'}")
     assert global_step(folder / "last_model") == 12
@@ -166,3 +184,20 @@ def test_resume_after_an_epochs_last_batch_loses_no_epoch(tiny, tmp_path):
     torch.save(behind, tmp_path / "behind" / CHECKPOINT_FILE)
     _train_in_process(tiny, tmp_path, 3, f"resume_model={tmp_path / 'behind'}", "use_model=repaired")
     assert global_step(tmp_path / "models" / "repaired" / "last_model") == 18
+
+
+def test_a_signal_during_an_epochs_last_batch_stops_after_its_validation(tiny, tmp_path, monkeypatch, caplog):
+    """Stopped right there, the run would leave last_model at a checkpoint whose epoch end never runs on resume."""
+    def signal_at_the_last_batch(stop, trainer, pl_module, batch, batch_idx):
+        if batch_idx == STEPS_PER_EPOCH - 1:
+            stop.signum = signal.SIGTERM  # what GracefulStop's handler records
+
+    monkeypatch.setattr(GracefulStop, "on_train_batch_start", signal_at_the_last_batch, raising=False)
+    folder = tmp_path / "models" / "deepspeech2"
+    with pytest.raises(SystemExit) as stopped:
+        _train_in_process(tiny, tmp_path, 3)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert "SIGTERM received: stopping after step 6" in caplog.text
+    assert global_step(folder / "best_model") == 6  # chosen by val/cer: the epoch's validation ran
+    assert global_step(folder / "last_model") == global_step(folder / "epoch_1") == 6
+    assert _epochs(folder / "last_model") == {"ready": 1, "started": 1, "processed": 1, "completed": 0}

@@ -56,6 +56,7 @@ class FolderCheckpoint(ModelCheckpoint):
         super().__init__(dirpath=dirpath, filename=filename, auto_insert_metric_name=False,
                          enable_version_counter=False, **kwargs)
         self.save_last_on_signal = save_last_on_signal
+        self._save_at_epoch_end = False
 
     def _monitor_candidates(self, trainer: pl.Trainer) -> dict[str, torch.Tensor]:
         candidates = super()._monitor_candidates(trainer)
@@ -107,6 +108,26 @@ class FolderCheckpoint(ModelCheckpoint):
         if trainer.is_global_zero and remove(Path(filepath).parent):
             log.info("removed %s", display(Path(filepath).parent))
 
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        # A step checkpoint due at an epoch's last batch waits for the epoch's end, after validation: saved
+        # between the two, it resumes as an epoch whose end never ran (no validation, no epoch_N/), and a kill
+        # during the final epoch's validation then left a run that, resumed, ended without either.
+        if self._every_n_train_steps >= 1 and trainer.global_step % self._every_n_train_steps == 0 and \
+                trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            self._save_at_epoch_end = True
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._save_at_epoch_end:
+            self._save_at_epoch_end = False
+            if not self._should_skip_saving_checkpoint(trainer):
+                candidates = self._monitor_candidates(trainer)
+                self._save_topk_checkpoint(trainer, candidates)
+                self._save_last_checkpoint(trainer, candidates)
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning would write last_model again here if this instance never saved, though a sibling just did.
         if not any(isinstance(c, FolderCheckpoint) and c.save_last and c._last_global_step_saved == trainer.global_step
@@ -146,8 +167,9 @@ class ScheduleLengthCheck(pl.Callback):
 
 
 class LastBatchResume(pl.Callback):
-    """Resuming from a checkpoint written after the last batch of an epoch, before its end (a step checkpoint or a
-    signal stop that fell there), must start the next epoch like any other.
+    """Resuming from a checkpoint written after the last batch of an epoch, before its end, must start the next
+    epoch like any other. lit-asr no longer writes such checkpoints (step checkpoints and signal stops that fall
+    on a last batch wait for the epoch's end), but earlier versions did, and ``Trainer.save_checkpoint`` may.
 
     Lightning 2.6 counts that epoch as finished on resume, but then also treats the next epoch as the one it restarted
     in the middle of: it skips that epoch's start (its progress counters and ``on_train_epoch_start``), so every later
@@ -176,7 +198,8 @@ class GracefulStop(pl.Callback):
     Replaces Lightning's SIGTERM handler, which runs a collective inside the signal handler and so deadlocks DDP
     ranks caught in a gradient all-reduce. Here the handler only records the signal; the ranks agree on it with
     one tiny all-reduce after each training batch and at each epoch's end, points every rank reaches equally often
-    (validation batches are not, so a signal during validation takes effect after it and the epoch's checkpoints).
+    (validation batches are not, so a signal during validation, or during an epoch's last batch, takes effect
+    after the validation and the epoch's checkpoints).
     Loader workers ignore both signals (data.datamodule.init_loader_worker). A second Ctrl-C aborts at once,
     without saving: one line on stderr, exit status 130.
     """
@@ -215,6 +238,10 @@ class GracefulStop(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
                            batch_idx: int) -> None:
+        # Stopping after an epoch's last batch would leave a checkpoint whose epoch end (validation, epoch_N/)
+        # never runs on resume; the check at the epoch's end, after validation, takes that signal instead.
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return
         if self._ranks_agree_to_stop(trainer):
             raise SIGTERMException()
 
