@@ -49,6 +49,7 @@ def main() -> None:
             t0 = time.monotonic()
             metrics = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
             print(f"{name}: {time.monotonic() - t0:.2f} s, val/cer {metrics['val/cer']:.4f}")
+        datamodule.close_workers()
         if decoder is not None:
             decoder.close()
 

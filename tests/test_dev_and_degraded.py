@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ def dataset(tmp_path, write_wav):
     return paths, vocab, extractor, tmp_path / "mean_std.npz"
 
 
-def _datamodule(dataset, **kwargs) -> AsrDataModule:
+def _datamodule(dataset, num_workers: int = 0, **kwargs) -> AsrDataModule:
     paths, vocab, extractor, _ = dataset
     model = {"_target_": "lit_asr.models.components.deepspeech2.DeepSpeech2", "conv_channels": [4, 4],
              "conv_kernels": [[5, 11], [5, 11]], "conv_strides": [[2, 2], [2, 2]], "num_rnn_layers": 1,
@@ -52,7 +53,7 @@ def _datamodule(dataset, **kwargs) -> AsrDataModule:
     module = AsrModule(model=model, vocabulary=vocab.tokens, feature_config=extractor.config,
                        mean=[0.0] * extractor.dim, std=[1.0] * extractor.dim,
                        optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-3})
-    dm = AsrDataModule(str(paths["train"]), str(paths["test"]), model=module, num_workers=0,
+    dm = AsrDataModule(str(paths["train"]), str(paths["test"]), model=module, num_workers=num_workers,
                        wave_augment=WaveAugmentor([VolumePerturb(1.0)]), **kwargs)
     dm.setup("fit")
     return dm
@@ -68,6 +69,22 @@ def test_validation_reads_dev_without_augmentation(dataset):
     assert batch["texts"] == ["低头思故乡"]
     explicit = _datamodule(dataset, dev_manifest=str(dataset[0]["dev"]))
     assert [e.text for e in explicit.val_set.entries] == ["低头思故乡"]
+
+
+def test_validation_workers_are_forked_when_its_loader_is_made(dataset):
+    """Not at the first validation, after an epoch has grown the trainer's heap: a worker forked then copies
+    hundreds of MB of it (docs/benchmarks.md, 1c)."""
+    dm = _datamodule(dataset, num_workers=1)
+    before = set(multiprocessing.active_children())
+    loader = dm.val_dataloader()
+    workers = set(multiprocessing.active_children()) - before
+    try:
+        assert len(workers) == 1
+        assert next(iter(loader))["texts"] == ["低头思故乡"]  # the first validation reuses that worker
+        assert set(multiprocessing.active_children()) - before == workers
+    finally:
+        dm.close_workers()
+    assert not set(multiprocessing.active_children()) - before
 
 
 def test_without_a_dev_manifest_validation_falls_back_to_test_with_a_warning(dataset, caplog):

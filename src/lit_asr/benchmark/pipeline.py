@@ -102,7 +102,10 @@ def data_wait(cfg: DictConfig, entries: list[ManifestEntry], workdir: Path, num_
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          callbacks=[timer], gradient_clip_val=400.0, devices=1, default_root_dir=str(workdir))
     with torch_threads(threads):
-        trainer.fit(module, datamodule=dm)
+        try:
+            trainer.fit(module, datamodule=dm)
+        finally:
+            dm.close_workers()
         used = torch.get_num_threads()
     waits, steps = timer.waits[skip - 1:], timer.steps[skip:]
     return {"num_workers": cfg.num_workers, "threads": used, "batch_size": cfg.batch_size,

@@ -197,6 +197,7 @@ def run(cfg: DictConfig) -> float | None:
         # Rank zero prints why; a non-zero status here would make Lightning's launcher SIGKILL rank zero first.
         sys.exit(0)
     finally:
+        datamodule.close_workers()
         if module.decoder is not None:
             module.decoder.close()
     if stop is not None and stop.signum is not None:  # stopped at an epoch's end (see GracefulStop)
