@@ -63,23 +63,25 @@ train: setup
 	$(PY) run.py experiment=demo $(DEMO_ARGS)
 
 # Tune alpha/beta on dev, then report test (clean and, when present, degraded) at that point: beam and greedy CER.
+# Another model: make eval DEMO_ARGS="use_model=NAME ..." EVAL_DIR=outputs/NAME (so the demo's results stay).
+EVAL_DIR ?= outputs/demo
 eval: setup
 	@set -eo pipefail; \
 	if [ -f $(DATASET)/manifest.dev ]; then \
 	  $(PY) run.py -m task=eval experiment=demo $(BEAM) test_manifest=$(DATASET)/manifest.dev \
-	    decoder.alpha=$(SWEEP_ALPHA) decoder.beta=$(SWEEP_BETA) hydra.sweep.dir=outputs/demo/sweep_dev $(DEMO_ARGS); \
-	  beam=$$($(PY) scripts/summarize_eval.py --best outputs/demo/sweep_dev | head -n 1); \
+	    decoder.alpha=$(SWEEP_ALPHA) decoder.beta=$(SWEEP_BETA) hydra.sweep.dir=$(EVAL_DIR)/sweep_dev $(DEMO_ARGS); \
+	  beam=$$($(PY) scripts/summarize_eval.py --best $(EVAL_DIR)/sweep_dev | head -n 1); \
 	  echo "alpha/beta chosen on dev: $$beam"; \
 	else \
 	  echo "warning: no $(DATASET)/manifest.dev (prepared before dev splits): alpha/beta not tuned, $(DEMO_BEAM)"; \
 	  beam="$(DEMO_BEAM)"; \
 	fi; \
-	runs=outputs/demo/eval_beam; \
-	$(PY) run.py task=eval experiment=demo $(BEAM) $$beam hydra.run.dir=outputs/demo/eval_beam $(DEMO_ARGS); \
+	runs=$(EVAL_DIR)/eval_beam; \
+	$(PY) run.py task=eval experiment=demo $(BEAM) $$beam hydra.run.dir=$(EVAL_DIR)/eval_beam $(DEMO_ARGS); \
 	if [ -f $(DATASET)/manifest.test_degraded ]; then \
 	  $(PY) run.py task=eval experiment=demo $(BEAM) $$beam test_manifest=$(DATASET)/manifest.test_degraded \
-	    hydra.run.dir=outputs/demo/eval_beam_degraded $(DEMO_ARGS); \
-	  runs="$$runs outputs/demo/eval_beam_degraded"; \
+	    hydra.run.dir=$(EVAL_DIR)/eval_beam_degraded $(DEMO_ARGS); \
+	  runs="$$runs $(EVAL_DIR)/eval_beam_degraded"; \
 	fi; \
 	$(PY) scripts/summarize_eval.py $$runs
 
