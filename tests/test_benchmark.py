@@ -94,3 +94,20 @@ def test_rnn_flops_counts_every_direction_and_layer():
     net = DeepSpeech2(input_dim=16, vocab_size=7, conv_kernels=[[3, 5], [3, 5]], num_rnn_layers=2, rnn_size=12)
     first = 3 * (net.conv.output_dim * 12 + 12 * 12) * 2
     assert rnn_flops(net, steps=10) == 2 * 10 * (first + 3 * (12 * 12 + 12 * 12) * 2)
+
+
+def test_quick_decoders_section_measures_every_decoder_on_clean_and_degraded(tiny, tmp_path):
+    """The opt-in section (a trained model decoded for minutes in full) runs end to end in quick mode."""
+    data = [f"{k}={tiny[k]}" for k in ("train_manifest", "test_manifest", "dataset_vocab", "mean_std_path")]
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--quick", "--sections",
+                             "decoders", "--output-dir", str(tmp_path), "--checkpoint",
+                             str(tiny["checkpoint"] / "model.ckpt"), *data], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "benchmarks.json").read_text(encoding="utf-8"))["decoders"]
+    for name in ("clean", "degraded"):
+        runs = report[name]["runs"]
+        assert [r["variant"] for r in runs] == ["beam_search", "beam_search+skip", "beam_search_fast",
+                                                "beam_search_fast-skip"]
+        assert all(math.isfinite(r["rtf"]) and r["rtf"] > 0 for r in runs), runs
+    assert len(report["sweep"]["points"]) == 2

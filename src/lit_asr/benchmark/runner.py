@@ -255,7 +255,7 @@ def section_decoders(ctx: Context) -> dict:
            "trained": trained, "lang_model": lm, "beam_size": 300, "utterances": len(clean)}
     for name, entries in sets.items():
         set_cfg = decoding.eval_config(cfg, entries, ctx.workdir / f"speed_{name}")
-        log_probs, texts, _ = decoding.test_log_probs(module, checkpoint, set_cfg)
+        log_probs, texts, _ = decoding.timed_test_set_log_probs(module, checkpoint, set_cfg)
         seconds = sum(e.duration for e in entries)
         rows = [decoding.decode_rtf(decoding.decoder_config(ctx.config, lm, variant), module.vocabulary.labels(),
                                     log_probs, texts, seconds, s.decode_repeats, beam_size=300, num_proc_bsearch=1)
