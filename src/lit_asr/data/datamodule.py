@@ -47,6 +47,19 @@ def init_loader_worker(worker_id: int, rank: int) -> None:
     pl_worker_init_function(worker_id, rank)
 
 
+class PrestartedLoader(DataLoader):
+    """A DataLoader whose (persistent) workers start when it is made; its first iteration is the one they began,
+    so the batches they prefetched are used, not fetched again."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._started = super().__iter__() if self.num_workers > 0 else None
+
+    def __iter__(self):
+        started, self._started = self._started, None
+        return started if started is not None else super().__iter__()
+
+
 class AsrDataModule(pl.LightningDataModule):
     """Reads train/dev/test manifests, filters them, and serves padded batches (augmented for training only).
 
@@ -174,16 +187,16 @@ class AsrDataModule(pl.LightningDataModule):
         trainer = self.trainer
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
-    def _loader(self, dataset: AsrDataset, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: AsrDataset, shuffle: bool, loader_class: type[DataLoader] = DataLoader) -> DataLoader:
         world, rank = self._ranks()
         dataset.normalizer = self.normalizer()  # a resumed checkpoint's statistics, restored after setup()
         sampler = DurationBatchSampler(
             [e.duration for e in dataset.entries], self.batch_size, self.max_batch_duration, shuffle=shuffle,
             seed=self.seed, num_replicas=world, rank=rank, pad_to_replicas=shuffle,
             sortagrad_epochs=self.sortagrad_epochs if shuffle else 0)
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
-                          worker_init_fn=partial(init_loader_worker, rank=rank))
+        return loader_class(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers,
+                            persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
+                            worker_init_fn=partial(init_loader_worker, rank=rank))
 
     def train_dataloader(self) -> DataLoader:
         if isinstance(self.train_set, ShardedBatches):
@@ -231,23 +244,20 @@ class AsrDataModule(pl.LightningDataModule):
             self.batch_size, self.max_batch_duration = position["batch_size"], position["max_batch_duration"]
 
     def val_dataloader(self) -> DataLoader:
-        loader = self._loader(self.val_set, shuffle=False)
-        if loader.num_workers > 0:
-            # Fork the (persistent) workers now, before training: forked after an epoch, a worker's allocations
-            # land in pages the trainer's allocator keeps cached, each write a copy-on-write copy (demo: 420 MB
-            # private per worker instead of 36). Lightning's first validation reuses them (DataLoader._iterator).
-            iter(loader)
-            self._val_loader = loader
-        return loader
+        # Workers forked now, before training, not at the first validation: forked after an epoch, a worker's
+        # allocations land in pages the trainer's allocator keeps cached, each write a copy-on-write copy (demo:
+        # 420 MB private per worker instead of 36).
+        self._val_loader = self._loader(self.val_set, shuffle=False, loader_class=PrestartedLoader)
+        return self._val_loader
 
     def close_workers(self) -> None:
         """Shut down the validation workers forked by val_dataloader(), if Lightning has not (it does only after a
         validation ran): at exit multiprocessing would SIGTERM and wait for them, and they ignore SIGTERM."""
-        iterator = getattr(self._val_loader, "_iterator", None)
+        loader, self._val_loader = self._val_loader, None
+        iterator = getattr(loader, "_iterator", None)
         if iterator is not None and hasattr(iterator, "_shutdown_workers"):
             iterator._shutdown_workers()
-            self._val_loader._iterator = None
-        self._val_loader = None
+            loader._iterator = loader._started = None
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, shuffle=False)
