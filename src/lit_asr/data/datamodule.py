@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.utilities.seed import pl_worker_init_function
 from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.utilities.combined_loader import _shutdown_workers_and_reset_iterator
 from torch.utils.data import DataLoader
 
 from lit_asr.data.augment import SpecAugment, WaveAugmentor
@@ -254,10 +255,9 @@ class AsrDataModule(pl.LightningDataModule):
         """Shut down the validation workers forked by val_dataloader(), if Lightning has not (it does only after a
         validation ran): at exit multiprocessing would SIGTERM and wait for them, and they ignore SIGTERM."""
         loader, self._val_loader = self._val_loader, None
-        iterator = getattr(loader, "_iterator", None)
-        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-            iterator._shutdown_workers()
-            loader._iterator = loader._started = None
+        if loader is not None:
+            loader._started = None
+            _shutdown_workers_and_reset_iterator(loader)  # what Lightning's own teardown calls
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, shuffle=False)
