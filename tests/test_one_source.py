@@ -71,3 +71,19 @@ def test_trainer_arguments_as_the_readme_says(tiny, tmp_path):
             trainer.log_every_n_steps) == (5, 2, 3, 7)
     with pytest.raises(Exception, match=r"\+trainer.limit_val_batches=2"):  # Hydra's advice, as documented
         run_config(tiny, tmp_path, "trainer.limit_val_batches=2")
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bf16-mixed"), (False, "32-true")])
+def test_precision_auto_picks_bf16_only_where_it_is_native_and_says_which(tiny, tmp_path, monkeypatch, caplog,
+                                                                          native, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    with caplog.at_level("INFO", logger="lit_asr"):
+        trainer = build_trainer(_trainer_config(tiny, tmp_path, "trainer.precision=auto"))
+    assert trainer.precision == expected
+    assert f"precision=auto: {expected}" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="lit_asr"):  # an explicit precision is kept, silently
+        assert build_trainer(_trainer_config(tiny, tmp_path, "trainer.precision=32-true")).precision == "32-true"
+    assert "precision=auto" not in caplog.text

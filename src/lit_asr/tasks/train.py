@@ -39,6 +39,7 @@ from lit_asr.models.loading import load_pretrained_weights
 from lit_asr.utils.checkpoints import (LAST_MODEL, changed_settings, checkpoint_file, checkpoint_to_resume, model_dir,
                                        progress, read_checkpoint, resume_mismatch, tidy)
 from lit_asr.utils.malloc import pin_mmap_threshold
+from lit_asr.utils.precision import resolve_precision
 
 if TYPE_CHECKING:
     from lit_asr.decoding.beam_search import BeamSearchDecoder
@@ -103,7 +104,10 @@ def build_trainer(cfg: DictConfig, resuming: bool = False) -> pl.Trainer:
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     # AsrDataModule saves and restores the position in the epoch's batches itself (Lightning only asks the loader).
     warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended")
-    return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger, **extra)
+    precision, why = resolve_precision(cfg.trainer.get("precision", "32-true"), cfg.trainer.get("accelerator", "auto"))
+    if why:
+        log.info(why)
+    return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger, precision=precision, **extra)
 
 
 def build_test_decoder(cfg: DictConfig, module: AsrModule) -> BeamSearchDecoder | None:
