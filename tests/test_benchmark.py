@@ -111,3 +111,21 @@ def test_quick_decoders_section_measures_every_decoder_on_clean_and_degraded(tin
                                                 "beam_search_fast-skip"]
         assert all(math.isfinite(r["rtf"]) and r["rtf"] > 0 for r in runs), runs
     assert len(report["sweep"]["points"]) == 2
+
+
+def test_precision_benchmark_times_every_row_in_both_precisions(tiny, tmp_path):
+    """`python -m lit_asr.benchmark.precision` on real (tiny) batches: four rows, two precisions, op profiles."""
+    data = [f"{k}={tiny[k]}" for k in ("train_manifest", "test_manifest", "dataset_vocab", "mean_std_path")]
+    out = tmp_path / "precision.json"
+    result = subprocess.run([sys.executable, "-m", "lit_asr.benchmark.precision", "--batches", "2",
+                             "--profile-batches", "1", "--top", "3", "--json", str(out), "--", *data,
+                             "model=deepspeech2_small", "batch_size=4", "num_workers=1", "augment=none"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text(encoding="utf-8"))
+    for precision in ("float32", "bf16-mixed"):
+        rows = report["rows"][precision]
+        assert list(rows) == ["bare", "bare + worker", "lightning", "lightning + worker"]
+        assert all(r["total_s"] > 0 and r["step_s"]["median"] > 0 for r in rows.values()), rows
+        assert 0 < len(report["profile_ms_per_step"][precision]) <= 3
+    assert "| lightning + worker |" in result.stdout
