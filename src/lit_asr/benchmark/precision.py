@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from lit_asr.benchmark.common import compose_config, hardware, load_average, summarise
@@ -30,15 +31,16 @@ from lit_asr.benchmark.compute import Batch, TrainStep
 from lit_asr.benchmark.pipeline import LoopTimer
 
 PRECISIONS = {"float32": ("32-true", None), "bf16-mixed": ("bf16-mixed", torch.bfloat16)}
+FRAMES_PER_SECOND = 100.0  # the features' 10 ms hop: only for the audio seconds the report states
 
 
 def as_batch(batch: dict) -> Batch:
-    """The benchmark's Batch of a collated training batch (100 feature frames per second)."""
+    """The benchmark's Batch of a collated training batch."""
     return Batch(batch["feats"], batch["feat_lengths"], batch["tokens"], batch["token_lengths"],
-                 float(batch["feat_lengths"].sum()) / 100.0)
+                 float(batch["feat_lengths"].sum()) / FRAMES_PER_SECOND)
 
 
-def collect_batches(cfg, count: int) -> tuple[pl.LightningModule, list[dict]]:
+def collect_batches(cfg: DictConfig, count: int) -> tuple[pl.LightningModule, list[dict]]:
     """A fresh AsrModule of ``cfg`` and the first ``count`` training batches of its first epoch (no workers)."""
     from lit_asr.tasks.train import build_parts
 
@@ -72,7 +74,7 @@ def bare_steps(net: torch.nn.Module, batches: list[dict], dtype: torch.dtype | N
     return times
 
 
-def lightning_steps(cfg, module: pl.LightningModule, precision: str, batches: list[dict], own_loader: bool
+def lightning_steps(cfg: DictConfig, module: pl.LightningModule, precision: str, batches: list[dict], own_loader: bool
                     ) -> list[float]:
     """Seconds of each Lightning training batch: over ``batches``, or as many from the data module's own loader."""
     from lit_asr.tasks.train import build_datamodule
@@ -108,7 +110,7 @@ def op_profile(net: torch.nn.Module, batches: list[dict], dtype: torch.dtype | N
     return {e.key: e.self_cpu_time_total / 1e3 / len(batches) for e in ops[:top]}
 
 
-def measure(cfg, count: int, profile_batches: int, top: int) -> dict:
+def measure(cfg: DictConfig, count: int, profile_batches: int, top: int) -> dict:
     """All four rows in both precisions, and the op profiles."""
     from lit_asr.tasks.train import build_datamodule
 
