@@ -24,6 +24,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
+from pytorch_lightning.utilities.combined_loader import _shutdown_workers_and_reset_iterator
 from torch.utils.data import DataLoader
 
 from lit_asr.benchmark.common import compose_config, hardware, load_average, summarise
@@ -57,11 +58,17 @@ def collect_batches(cfg: DictConfig, count: int) -> tuple[pl.LightningModule, li
     return module, batches
 
 
+def warmed_step(net: torch.nn.Module, batch: dict, dtype: torch.dtype | None) -> TrainStep:
+    """A TrainStep on a copy of ``net``, run once on ``batch`` (first-call allocation and kernel selection)."""
+    step = TrainStep(copy.deepcopy(net), as_batch(batch), dtype)
+    step()
+    return step
+
+
 def bare_steps(net: torch.nn.Module, batches: list[dict], dtype: torch.dtype | None, worker_loader=None) -> list[float]:
     """Seconds of each TrainStep over ``batches``; with ``worker_loader``, one batch is drawn from it before each
     step, so its worker works beside the step as in training."""
-    step = TrainStep(copy.deepcopy(net), as_batch(batches[0]), dtype)
-    step()  # warm-up: first-call allocation and kernel selection
+    step = warmed_step(net, batches[0], dtype)
     fetch = iter(worker_loader) if worker_loader is not None else None
     times = []
     for batch in batches:
@@ -100,8 +107,7 @@ def op_profile(net: torch.nn.Module, batches: list[dict], dtype: torch.dtype | N
     """Self CPU milliseconds per step of the ``top`` costliest operators over ``batches``."""
     from torch.profiler import ProfilerActivity, profile
 
-    step = TrainStep(copy.deepcopy(net), as_batch(batches[0]), dtype)
-    step()
+    step = warmed_step(net, batches[0], dtype)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for batch in batches:
             step.batch = as_batch(batch)
@@ -123,10 +129,11 @@ def measure(cfg: DictConfig, count: int, profile_batches: int, top: int) -> dict
     for name, (precision, dtype) in PRECISIONS.items():
         worker_dm = build_datamodule(cfg, copy.deepcopy(module))
         worker_dm.setup("fit")
+        worker_loader = worker_dm.train_dataloader()
         try:
-            with_worker = bare_steps(module.net, batches, dtype, worker_dm.train_dataloader())
-        finally:
-            worker_dm.close_workers()
+            with_worker = bare_steps(module.net, batches, dtype, worker_loader)
+        finally:  # its persistent worker, which close_workers() (validation only) does not know
+            _shutdown_workers_and_reset_iterator(worker_loader)
         timings = {"bare": bare_steps(module.net, batches, dtype), "bare + worker": with_worker,
                    "lightning": lightning_steps(cfg, module, precision, batches, own_loader=False),
                    "lightning + worker": lightning_steps(cfg, module, precision, batches, own_loader=True)}
