@@ -60,6 +60,11 @@ class PrestartedLoader(DataLoader):
         started, self._started = self._started, None
         return started if started is not None else super().__iter__()
 
+    def shutdown(self) -> None:
+        """Stop its workers, whether or not an iteration has taken the one they began."""
+        self._started = None
+        _shutdown_workers_and_reset_iterator(self)  # what Lightning's own teardown calls
+
 
 class AsrDataModule(pl.LightningDataModule):
     """Reads train/dev/test manifests, filters them, and serves padded batches (augmented for training only).
@@ -256,8 +261,7 @@ class AsrDataModule(pl.LightningDataModule):
         validation ran): at exit multiprocessing would SIGTERM and wait for them, and they ignore SIGTERM."""
         loader, self._val_loader = self._val_loader, None
         if loader is not None:
-            loader._started = None
-            _shutdown_workers_and_reset_iterator(loader)  # what Lightning's own teardown calls
+            loader.shutdown()
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, shuffle=False)
